@@ -1,0 +1,41 @@
+# Two commands on a fresh machine with only Python >= 3.11: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build is pinned so pip never resolves a multi-GB CUDA build by accident. A GPU user
+# installs their own torch into $(VENV) first (or passes TORCH_SPEC=...); an importable torch is kept.
+TORCH_SPEC ?= torch==2.13.0
+SERVE ?= 1
+DB ?= results/warpbench.duckdb
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/warpbench run --suite default --db $(DB)
+	$(BIN)/warpbench leaderboard --db $(DB)
+ifeq ($(SERVE),1)
+	$(BIN)/streamlit run leaderboard/app.py -- --db $(DB)
+endif
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) results

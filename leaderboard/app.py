@@ -1,0 +1,69 @@
+"""The warpbench leaderboard app.
+
+    streamlit run leaderboard/app.py -- --db results/warpbench.duckdb
+
+The results store is ``--db`` (after ``--``), else ``$WARPBENCH_DB``, else
+``results/warpbench.duckdb``. The app only reads the store, so it can stay open while a run writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import streamlit as st
+
+# The app is a folder of scripts, not an installed package: make `import tables` and
+# `import views.<page>` work under `streamlit run` and under AppTest alike.
+APP_DIR = str(Path(__file__).resolve().parent)
+if APP_DIR not in sys.path:
+    sys.path.insert(0, APP_DIR)
+
+DEFAULT_DB = "results/warpbench.duckdb"
+DB_ENV = "WARPBENCH_DB"
+
+# One module per page in views/ (TITLE, ICON, URL_PATH, render(db_path)); the first is the
+# home page. Adding a page is adding its module and its name here.
+PAGES = (
+    "leaderboard",
+)
+
+
+def resolve_db_path(argv: Sequence[str], environ: Mapping[str, str]) -> str:
+    """``--db PATH`` or ``--db=PATH`` in ``argv``, else ``$WARPBENCH_DB``, else the default;
+    made absolute so the messages name the file that was looked at."""
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--db" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--db="):
+            path = arg.split("=", 1)[1]
+    path = path or environ.get(DB_ENV) or DEFAULT_DB
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def main() -> None:
+    st.set_page_config(page_title="warpbench", page_icon=":material/grid_on:", layout="wide")
+    db_path = resolve_db_path(sys.argv[1:], os.environ)
+    pages = []
+    for index, name in enumerate(PAGES):
+        view = importlib.import_module(f"views.{name}")
+        pages.append(
+            st.Page(
+                functools.partial(view.render, db_path),
+                title=view.TITLE,
+                icon=view.ICON,
+                url_path=view.URL_PATH,
+                default=index == 0,
+            )
+        )
+    st.navigation(pages).run()
+
+
+# `streamlit run` and AppTest execute this file as __main__; tests import it for resolve_db_path.
+if __name__ == "__main__":
+    main()

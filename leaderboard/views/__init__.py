@@ -1,0 +1,5 @@
+"""The leaderboard app's pages, one module each.
+
+A page module defines ``TITLE``, ``ICON`` (a Material icon or emoji), ``URL_PATH`` and
+``render(db_path: str) -> None``; ``app.py`` lists the module names in ``PAGES``.
+"""

@@ -1,0 +1,87 @@
+"""Executors run a run's pairs and hand back results as they finish; the scheduler writes them.
+
+An executor is anything with ``evaluate(work) -> Iterator[PairResult]``. The in-process one here
+computes pair after pair on one device. A local executor that keeps several GPUs busy, or one that
+hands pairs to a distributed engine, implements the same method with workers that rebuild the
+method and dataset from their names (``RunWork`` carries them) and yield results as they arrive;
+the scheduler, the only writer of the store, does not change.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from warpbench.datasets import Dataset, Pair, Subject
+from warpbench.hookspecs import hookimpl
+from warpbench.methods import Method
+from warpbench.runner import PairResult, evaluate_pair
+
+
+@dataclass
+class RunWork:
+    """The pairs of one run still to do, with everything needed to do them."""
+
+    method: Method
+    params: dict[str, Any]
+    dataset: Dataset
+    pairs: list[Pair]
+    seed: int = 0
+    time_limit: float | None = None
+
+
+def default_device() -> torch.device:
+    """The first GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class InProcessExecutor:
+    """Evaluate pairs one after another in this process, on one device.
+
+    A pair that overruns its time limit is abandoned, not killed (Python threads cannot be), so it
+    may keep a core busy until the process ends.
+    """
+
+    cache_size = 32  # subjects kept in memory, so each subject is read once per run
+
+    def __init__(self, device: str | torch.device | None = None):
+        self.device = torch.device(device) if device else default_device()
+        self._subjects: OrderedDict[tuple[str, str], Subject] = OrderedDict()
+
+    def describe(self) -> str:
+        return str(self.device)
+
+    def _subject(self, dataset: Dataset, subject_id: str) -> Subject:
+        key = (dataset.fingerprint(), subject_id)
+        if key in self._subjects:
+            self._subjects.move_to_end(key)
+            return self._subjects[key]
+        subject = dataset.load(subject_id)
+        self._subjects[key] = subject
+        if len(self._subjects) > self.cache_size:
+            self._subjects.popitem(last=False)
+        return subject
+
+    def evaluate(self, work: RunWork) -> Iterator[PairResult]:
+        for pair in work.pairs:
+            try:
+                fixed = self._subject(work.dataset, pair.fixed)
+                moving = self._subject(work.dataset, pair.moving)
+            except Exception as exc:
+                yield PairResult(pair.fixed, pair.moving, "failed",
+                                 error=f"loading failed: {type(exc).__name__}: {exc}",
+                                 device=str(self.device))
+                continue
+            yield evaluate_pair(
+                work.method, work.params, work.dataset, fixed, moving,
+                self.device, work.time_limit, work.seed,
+            )
+
+
+@hookimpl
+def register_executors(register):
+    register("inprocess", InProcessExecutor)

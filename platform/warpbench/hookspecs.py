@@ -1,0 +1,27 @@
+"""The whole plugin surface of warpbench, one hook per kind of thing a plugin supplies.
+
+Every hook receives a ``register`` callback and calls it once per thing it supplies (the style of
+``llm`` and ``tox``), so one plugin may supply many things and the platform knows who supplied what.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("warpbench")
+hookimpl = pluggy.HookimplMarker("warpbench")
+
+
+@hookspec
+def register_methods(register):
+    """Call ``register(method)`` for each :class:`warpbench.Method` instance this plugin supplies."""
+
+
+@hookspec
+def register_datasets(register):
+    """Call ``register(dataset_class)`` for each :class:`warpbench.Dataset` subclass (a ``kind``
+    that ``datasets.yaml`` blocks name with ``plugin:``)."""
+
+
+@hookspec
+def register_executors(register):
+    """Call ``register(name, executor_class)`` for each way of running evaluation work
+    (see :mod:`warpbench.executors`)."""

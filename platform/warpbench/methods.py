@@ -1,0 +1,47 @@
+"""What a registration method is to the platform."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+FAMILIES = ("classical", "learning", "baseline")
+SUPERVISION = ("none", "labels")
+
+
+class Method:
+    """A registration method. Plugins subclass it and register one instance per method.
+
+    Class attributes describe it; ``presets`` name hyperparameter sets (the instrumentation axis,
+    e.g. ``default``, ``fast``, ``literature``), each a plain dict that is stored with every run.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "classical"
+    supervision: ClassVar[str] = "none"
+    version: ClassVar[str] = "0"
+    description: ClassVar[str] = ""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    def register(
+        self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device
+    ) -> np.ndarray | torch.Tensor:
+        """Register one pair of intensity images (float32, (D, H, W), same grid) and return the
+        pull-back displacement (3, D, H, W) in voxels, such that ``moving(x + u(x))`` matches
+        ``fixed(x)``. ``params`` is one preset's dict; ``device`` is where to compute."""
+        raise NotImplementedError
+
+    def check(self) -> list[str]:
+        """Problems with the declaration itself (empty when it is sound)."""
+        problems = []
+        if not getattr(self, "name", None):
+            problems.append("has no name")
+        if self.family not in FAMILIES:
+            problems.append(f"family {self.family!r} is not one of {FAMILIES}")
+        if self.supervision not in SUPERVISION:
+            problems.append(f"supervision {self.supervision!r} is not one of {SUPERVISION}")
+        if "default" not in self.presets:
+            problems.append("has no 'default' preset")
+        return problems

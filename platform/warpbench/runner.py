@@ -1,0 +1,144 @@
+"""Evaluating one pair: run the method under a time limit, check its field, score it.
+
+The platform, never the method, warps the moving labels and computes the scores, so every method
+is scored the same way; the method only sees the two intensity images. Whatever goes wrong (an
+exception, an invalid field, a time-out, running out of memory) becomes a failed
+:class:`PairResult` with the reason, so one pair never stops a run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from warpbench import metrics
+from warpbench.datasets import Dataset, Pair, Subject
+from warpbench.methods import Method
+from warpbench.spatial import InvalidField, validate_displacement, warp_labels
+
+MEMORY_POLL_SECONDS = 0.02
+
+
+@dataclass
+class PairResult:
+    fixed: str
+    moving: str
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    labels: list[int] = field(default_factory=list)
+    dice: list[float] = field(default_factory=list)
+    hd95: list[float] = field(default_factory=list)
+    mean_dice: float | None = None
+    mean_hd95: float | None = None
+    sdlogj: float | None = None
+    folding_percent: float | None = None
+    seconds: float | None = None
+    peak_memory_mb: float | None = None
+    device: str = ""
+
+
+class PairTimeout(RuntimeError):
+    pass
+
+
+def _run_with_limit(fn, time_limit: float | None, device: torch.device) -> tuple[Any, float, float]:
+    """Call ``fn()`` in a worker thread; return (value, seconds, peak memory in MB).
+
+    Peak memory is CUDA's peak allocation on a GPU, and otherwise the peak growth of this
+    process's resident memory, sampled every ``MEMORY_POLL_SECONDS``. A call that overruns the
+    limit is abandoned (a thread cannot be killed; it ends with the process) and raises
+    :class:`PairTimeout`.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # carried back to the caller's thread
+            outcome["error"] = exc
+
+    process = psutil.Process()
+    baseline = peak = process.memory_info().rss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    worker = threading.Thread(target=target, daemon=True, name="warpbench-pair")
+    start = time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        worker.join(MEMORY_POLL_SECONDS)
+        peak = max(peak, process.memory_info().rss)
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            raise PairTimeout(f"timed out after {time_limit:g} s")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if "error" in outcome:
+        raise outcome["error"]
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = (peak - baseline) / 2**20
+    return outcome.get("value"), seconds, peak_mb
+
+
+def evaluate_pair(
+    method: Method,
+    params: dict[str, Any],
+    dataset: Dataset,
+    fixed: Subject,
+    moving: Subject,
+    device: torch.device,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> PairResult:
+    """Register ``moving`` onto ``fixed`` with ``method`` and score the result."""
+    result = PairResult(fixed.id, moving.id, status="failed", device=str(device))
+    try:
+        if fixed.image.shape != moving.image.shape:
+            raise ValueError(
+                f"dataset {dataset.name!r}: {fixed.id} has shape {fixed.image.shape} but "
+                f"{moving.id} has {moving.image.shape}; a dataset must bring subjects to one grid"
+            )
+        torch.manual_seed(seed)
+        disp, result.seconds, result.peak_memory_mb = _run_with_limit(
+            lambda: method.register(fixed.image, moving.image, dict(params), device),
+            time_limit,
+            device,
+        )
+        disp = validate_displacement(disp, fixed.image.shape)
+    except InvalidField as exc:
+        result.error = f"invalid field: {exc}"
+        return result
+    except PairTimeout as exc:
+        result.error = str(exc)
+        return result
+    except torch.OutOfMemoryError as exc:
+        result.error = f"out of memory: {exc}"
+        return result
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+
+    labels = sorted(dataset.labels)
+    moved_labels = warp_labels(moving.labels, disp)
+    scores = metrics.score_pair(fixed.labels, moved_labels, labels, disp, fixed.spacing)
+    result.status = "ok"
+    result.labels = labels
+    result.dice = [_finite_or_none(v) for v in scores["dice"]]
+    result.hd95 = [_finite_or_none(v) for v in scores["hd95"]]
+    result.mean_dice = _finite_or_none(scores["mean_dice"])
+    result.mean_hd95 = _finite_or_none(scores["mean_hd95"])
+    result.sdlogj = _finite_or_none(scores["sdlogj"])
+    result.folding_percent = _finite_or_none(scores["folding_percent"])
+    return result
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

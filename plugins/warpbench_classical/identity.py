@@ -1,0 +1,19 @@
+"""The do-nothing baseline: every score a method reports is read against this one."""
+
+from __future__ import annotations
+
+import torch
+
+from warpbench import Method
+
+
+class IdentityMethod(Method):
+    name = "identity"
+    family = "baseline"
+    version = "1"
+    description = "No registration (zero displacement): the overlap the pair has to begin with."
+    presets = {"default": {}}
+
+    def register(self, fixed, moving, params, device):
+        """A zero field of the pair's shape, on ``device``."""
+        return torch.zeros(3, *fixed.shape, device=device, dtype=torch.float32)
