@@ -90,16 +90,17 @@ def main() -> None:
     print(f"label map {fixed.shape} {fixed.dtype}, spacing {spacing} mm, {len(labels)} labels")
     print(f"moved by a smooth random field: peak {PEAK_DISPLACEMENT} voxels, sigma {SMOOTHING}, seed {SEED}")
     print()
-    header = f"{'score':<10} {'mean':>7} {'warpbench s':>12} {'naive s':>9} {'speed-up':>9} {'max |diff|':>11}"
+    header = f"{'score':<10} {'mean':>7} {'warpbench s':>12} {'naive s':>9} {'speed-up':>9} {'max |diff|':>11} {'agree':>6}"
     print(header)
     print("-" * len(header))
     for name, fast_repeats, naive_repeats, fast, naive in runs:
         fast_time, fast_scores = best_time(fast, fast_repeats)
         naive_time, naive_scores = best_time(naive, naive_repeats)
         difference = np.max(np.abs(fast_scores - naive_scores))
+        agree = "yes" if np.allclose(fast_scores, naive_scores, rtol=1e-12, atol=0) else "NO"
         print(
             f"{name:<10} {np.mean(fast_scores):7.4f} {fast_time:12.3f} {naive_time:9.3f} "
-            f"{naive_time / fast_time:8.1f}x {difference:11.1e}"
+            f"{naive_time / fast_time:8.1f}x {difference:11.1e} {agree:>6}"
         )
     print()
     print("times: best of 3 runs, except the naive HD95 (1 run); agreement: max over the labels")

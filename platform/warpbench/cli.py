@@ -42,7 +42,7 @@ def cmd_datasets(args) -> int:
     registry = _registry(args)
     config = load_config(args.config)
     store = Store(args.db)
-    known = store.datasets().set_index("fingerprint") if not args.no_mi else None
+    stored = {} if args.no_mi else {r["fingerprint"]: r for r in store.datasets().to_dict("records")}
     for name in config.datasets:
         try:
             dataset = build_dataset(config, name, registry.dataset_kinds)
@@ -56,10 +56,9 @@ def cmd_datasets(args) -> int:
         counts = ", ".join(f"{s} {len(dataset.subjects(s))}" for s in ("train", "val", "test"))
         line = (f"{name}: {dataset.kind}, {len(dataset.all_subjects())} subjects ({counts}), "
                 f"{len(dataset.pairs('test'))} test pairs, {len(dataset.labels)} labels")
-        if known is not None:
-            if dataset.fingerprint() in known.index:
-                row = known.loc[dataset.fingerprint()]
-            else:
+        if not args.no_mi:
+            row = stored.get(dataset.fingerprint())
+            if row is None:
                 row = describe_dataset(dataset)
                 store.record_dataset(row)
             line += f", MI(i;s) {row['mi_bits']:.3f} bits (normalised {row['nmi']:.3f})"

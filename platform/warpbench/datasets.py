@@ -20,6 +20,8 @@ from warpbench.spatial import spacing_from_affine
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT = {"train": 0.6, "val": 0.1, "test": 0.3, "seed": 0}
 DEFAULT_PAIRS = {"test": 10, "seed": 0}
+#: Options any dataset block may carry besides its kind's own.
+SHARED_OPTIONS = frozenset({"split", "pairs", "license", "citation", "description"})
 
 
 class DatasetConfigError(ValueError):
@@ -86,6 +88,16 @@ class Dataset:
         return True, ""
 
     # --- shared behaviour ----------------------------------------------------------------------
+    def fail(self, message: str):
+        """Raise the configuration error that names this dataset and its kind."""
+        raise DatasetConfigError(f"dataset {self.name!r} ({self.kind}): {message}")
+
+    def reject_unknown_options(self, own) -> None:
+        """Catch typos (``noize: 0.1``) instead of silently running with the default."""
+        unknown = set(self.options) - set(own) - SHARED_OPTIONS
+        if unknown:
+            self.fail(f"unknown option(s) {sorted(unknown)}; known: {sorted(set(own) | SHARED_OPTIONS)}")
+
     def fingerprint(self) -> str:
         """A short hash of everything that decides this dataset's content and pairs."""
         blob = json.dumps([self.kind, self.version, self.options], sort_keys=True, default=str)

@@ -34,7 +34,8 @@ def _label_table(labels: Iterable[int]) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _indexed(volume, table: np.ndarray) -> np.ndarray:
-    """Each voxel's index 1..K in the evaluated labels, 0 for any other value (one pass)."""
+    """Each voxel's entry in ``table`` (see :func:`_label_table`): its label's index 1..K, or a
+    multiple of it, and 0 for any value not evaluated; one pass over the volume."""
     keys = as_numpy(volume).astype(np.intp)
     # -1 selects the sentinel slot too, so negative values also map to 0.
     np.clip(keys, -1, table.size - 1, out=keys)
@@ -49,10 +50,10 @@ def dice(fixed_labels, moved_labels, labels: Iterable[int]) -> np.ndarray:
     single ``np.bincount`` over the joint label index, instead of one full-volume pass per label.
     """
     values, inverse, table = _label_table(labels)
-    fixed, moved = _indexed(fixed_labels, table), _indexed(moved_labels, table)
     n = values.size + 1
-    joint = fixed.astype(np.intp) * n
-    joint += moved
+    # Joint index fixed * n + moved, straight from the two lookups.
+    joint = _indexed(fixed_labels, table * n)
+    joint += _indexed(moved_labels, table)
     confusion = np.bincount(joint.ravel(), minlength=n * n).reshape(n, n)
     overlap = np.diag(confusion)[1:]
     sizes = confusion.sum(axis=1)[1:] + confusion.sum(axis=0)[1:]

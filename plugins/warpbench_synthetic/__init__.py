@@ -10,11 +10,12 @@ acquisition (contrast, blur, bias field, noise; see :mod:`warpbench_synthetic.in
 The anatomy depends only on ``seed`` and ``shape``, so datasets that differ only in intensity or
 acquisition options have the same label maps: their Dice differences are due to the image alone.
 
-Subjects are generated on first use and cached as NIfTI under
-``<cache_dir>/<name>-<content hash>/`` (``cache_dir`` defaults to ``results/cache/datasets``
-relative to the folder of ``datasets.yaml``); the hash covers every option that changes the
-content, so a changed option never reads a stale file, and a missing or damaged file is generated
-again.
+Subjects are generated on first use and cached as uncompressed NIfTI (noisy floats hardly
+compress) under ``<cache_dir>/<name>-<content hash>/``, ``cache_dir`` defaulting to
+``results/cache/datasets`` relative to the folder of ``datasets.yaml``. The hash covers every
+option that changes the content, so a changed option never reads a stale file; a missing or
+damaged file is generated again, and files are written under a temporary name and renamed, so an
+interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from warpbench.datasets import Dataset, DatasetConfigError, Subject
+from warpbench.datasets import Dataset, Subject
 from warpbench.hookspecs import hookimpl
 from warpbench_synthetic.anatomy import STRUCTURES, make_subject_labels, make_template
 from warpbench_synthetic.cache import read_nifti, write_nifti
@@ -46,9 +47,8 @@ DEFAULTS = {
     "blur": 0.0,
     "cache_dir": "results/cache/datasets",
 }
-#: Options every dataset block may carry besides this kind's own.
-SHARED_OPTIONS = {"plugin", "split", "pairs", "license", "citation", "description"}
-MIN_SIDE = 16
+#: Below this many voxels per axis the smallest structures vanish.
+MIN_SIDE = 24
 # Tags that keep the random streams of the template, the anatomies and the acquisitions apart.
 _TEMPLATE, _ANATOMY, _ACQUISITION = 0, 1, 2
 
@@ -66,12 +66,14 @@ class SyntheticDataset(Dataset):
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         super().__init__(name, options, base_dir)
-        unknown = set(self.options) - set(DEFAULTS) - SHARED_OPTIONS
-        if unknown:
-            self._fail(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        self.reject_unknown_options(DEFAULTS)
         opts = {**DEFAULTS, **self.options}
-        self.shape = self._triple(opts["shape"], "shape", int, MIN_SIDE)
-        self.spacing = self._triple(opts["spacing"], "spacing", Real, 0)
+        self.shape = self._triple(
+            opts["shape"], "shape", int, f"integers >= {MIN_SIDE}", lambda n: n >= MIN_SIDE
+        )
+        self.spacing = self._triple(
+            opts["spacing"], "spacing", Real, "positive numbers (mm)", lambda s: 0 < s < np.inf
+        )
         self.n_subjects = self._integer(opts["subjects"], "subjects", 1)
         self.seed = self._integer(opts["seed"], "seed", 0)
         self.intensity = self._choice(opts["intensity"], "intensity", INTENSITY_MODELS)
@@ -80,7 +82,7 @@ class SyntheticDataset(Dataset):
         self.bias = self._amount(opts["bias"], "bias")
         self.blur = self._amount(opts["blur"], "blur")
         if not isinstance(opts["cache_dir"], (str, Path)):
-            self._fail(f"cache_dir must be a path, got {opts['cache_dir']!r}")
+            self.fail(f"cache_dir must be a path, got {opts['cache_dir']!r}")
         cache_root = self.base_dir / Path(opts["cache_dir"])
         self.cache_dir = cache_root / f"{name}-{self.content_hash()}"
         self.labels = {s.value: s.name for s in STRUCTURES}
@@ -90,8 +92,10 @@ class SyntheticDataset(Dataset):
     def content_hash(self) -> str:
         """A short hash of every option that changes a subject's files (not the subject count,
         split or pairs, so adding subjects or re-splitting reuses the cache)."""
-        content = [self.kind, self.version, self.shape, self.spacing, self.seed, self.intensity,
-                   self.contrast, self.noise, self.bias, self.blur]
+        content = [
+            self.kind, self.version, self.shape, self.spacing, self.seed,
+            self.intensity, self.contrast, self.noise, self.bias, self.blur,
+        ]
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
 
     def all_subjects(self) -> list[str]:
@@ -101,8 +105,8 @@ class SyntheticDataset(Dataset):
         ids = self.all_subjects()
         if subject_id not in ids:
             raise KeyError(f"dataset {self.name!r} has no subject {subject_id!r}")
-        image_path = self.cache_dir / f"{subject_id}_image.nii.gz"
-        labels_path = self.cache_dir / f"{subject_id}_labels.nii.gz"
+        image_path = self.cache_dir / f"{subject_id}_image.nii"
+        labels_path = self.cache_dir / f"{subject_id}_labels.nii"
         image = read_nifti(image_path, np.float32, self.shape)
         labels = read_nifti(labels_path, np.int16, self.shape)
         if image is None or labels is None:
@@ -127,34 +131,29 @@ class SyntheticDataset(Dataset):
         return image, labels
 
     # --- option checks -------------------------------------------------------------------------
-    def _fail(self, message: str):
-        raise DatasetConfigError(f"dataset {self.name!r} (synthetic): {message}")
-
-    def _triple(self, value, key: str, kind: type, above: float) -> list:
-        ok = (
+    def _triple(self, value, key: str, kind: type, wanted: str, ok) -> list:
+        if not (
             isinstance(value, (list, tuple))
             and len(value) == 3
-            and all(isinstance(v, kind) and not isinstance(v, bool) and v > above for v in value)
-        )
-        if not ok:
-            what = "integers" if kind is int else "numbers"
-            self._fail(f"{key} must be 3 {what} greater than {above}, got {value!r}")
+            and all(isinstance(v, kind) and not isinstance(v, bool) and ok(v) for v in value)
+        ):
+            self.fail(f"{key} must be 3 {wanted}, got {value!r}")
         cast = int if kind is int else float
         return [cast(v) for v in value]
 
     def _integer(self, value, key: str, minimum: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            self._fail(f"{key} must be an integer >= {minimum}, got {value!r}")
+            self.fail(f"{key} must be an integer >= {minimum}, got {value!r}")
         return int(value)
 
     def _amount(self, value, key: str) -> float:
         if not isinstance(value, Real) or isinstance(value, bool) or not 0 <= value < np.inf:
-            self._fail(f"{key} must be a non-negative number, got {value!r}")
+            self.fail(f"{key} must be a non-negative number, got {value!r}")
         return float(value)
 
     def _choice(self, value, key: str, choices: tuple[str, ...]) -> str:
         if value not in choices:
-            self._fail(f"{key} must be one of {list(choices)}, got {value!r}")
+            self.fail(f"{key} must be one of {list(choices)}, got {value!r}")
         return value
 
 

@@ -10,6 +10,8 @@ their topology (no folding).
 
 Coordinates are normalised to [-1, 1] along each array axis (axis 0 left -> right, 1 posterior ->
 anterior, 2 inferior -> superior, as a RAS affine reads them), so the anatomy fills any grid shape.
+Warps use scipy.ndimage rather than torch: generation is many small operations, for which torch's
+thread pool costs more than the work on a busy machine (10x slower measured on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -147,11 +149,10 @@ def make_template(shape, rng: np.random.Generator) -> np.ndarray:
     labels[white] = (9 + right)[white]
 
     # Deep structures, mirrored left/right.
-    labels[_near_curve(p, _arc(jit(0.0, -0.05, 0.02), 0.38, 0.3, (15, 165)), 0.05, (1, 2))
-           & (np.abs(x) < 0.3)] = 20
+    callosum = _arc(jit(0.0, -0.05, 0.02), 0.38, 0.3, (15, 165))
+    labels[_near_curve(p, callosum, 0.05, dims=(1, 2)) & (np.abs(x) < 0.3)] = 20
     for side, sign in ((0, -1.0), (1, 1.0)):
-        cx = sign * 0.13
-        ventricle = _arc(jit(cx, -0.05, -0.02), 0.3, 0.2, (10, 170))
+        ventricle = _arc(jit(sign * 0.13, -0.05, -0.02), 0.3, 0.2, (10, 170))
         labels[_near_curve(p, ventricle, 0.07)] = 11 + side
         thalamus = _ellipsoid_radius(p, jit(sign * 0.16, -0.12, -0.04), size(0.12, 0.2, 0.14))
         labels[thalamus < 1] = 14 + side

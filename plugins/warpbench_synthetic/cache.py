@@ -14,7 +14,7 @@ from nibabel.filebasedimages import ImageFileError
 
 log = logging.getLogger(__name__)
 
-#: What reading a truncated or garbled .nii.gz raises.
+#: What reading a truncated or garbled NIfTI file raises.
 UNREADABLE = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
 
 
@@ -22,7 +22,7 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
     """Write next to ``path`` under a temporary name, then rename over it (atomic on POSIX)."""
     image = nib.Nifti1Image(array, affine)
     image.header.set_xyzt_units("mm")
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.nii.gz")
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
     os.close(fd)
     try:
         nib.save(image, temporary)
