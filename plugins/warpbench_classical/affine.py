@@ -9,7 +9,7 @@ import torch
 from warpbench import Method
 from warpbench.spatial import as_tensor, identity_grid, warp_tensor
 from warpbench_classical.filters import shrink_image
-from warpbench_classical.losses import make_loss
+from warpbench_classical.losses import make_loss, to_unit_range
 from warpbench_classical.schedule import Convergence, per_scale, resolve_params
 
 
@@ -36,6 +36,7 @@ def affine_displacement(matrix: torch.Tensor, shape) -> torch.Tensor:
 def fit_affine(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
     """The 3x4 matrix (normalised coordinates) that best aligns ``moving`` to ``fixed``, both
     (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`AffineMethod` preset."""
+    fixed, moving = to_unit_range(fixed, moving)
     scales = settings["scales"]
     iterations = per_scale(settings["iterations"], scales, "iterations")
     loss_fn = make_loss(settings["loss"], settings["lncc_window"])

@@ -14,19 +14,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import os
+SHRINK=float(os.environ.get('SHRINK','0.5')); GROW=float(os.environ.get('GROW','1.1'))
 
 from warpbench import Method
 from warpbench.spatial import as_tensor, compose, warp_tensor
 from warpbench_classical.affine import AffineMethod, affine_displacement, fit_affine
 from warpbench_classical.filters import gaussian_blur, grid_shape_at, resize_field, shrink_image
-from warpbench_classical.losses import LossFn, make_loss
+from warpbench_classical.losses import LossFn, make_loss, to_unit_range
 from warpbench_classical.schedule import Convergence, per_scale, resolve_params
 
-# Adam's moment decay rates (the usual ones) and its guard against dividing by zero; the loss
-# gradient per voxel is ~1e-6 or more where the images carry information, so 1e-12 only
-# silences voxels whose gradient is numerical noise (e.g. a pair of identical images).
+# Adam's moment decay rates (the usual ones).
 ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-12
+# Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
+# voxel of displacement: ~0.1 to 1 at a misaligned edge). Gradients far below it, such as float32
+# rounding on a pair of identical images, then give steps far below the learning rate instead of
+# being normalised up to full ones.
+ADAM_EPS = float(os.environ.get('EPS','1e-3'))
 
 
 class _FieldAdam:
@@ -59,15 +63,24 @@ def _optimise_scale(
     """Refine ``disp`` (1, 3, d, h, w) on one level of the pyramid and return it."""
     adam = _FieldAdam(disp)
     convergence = Convergence(settings["check_every"], settings["tolerance"])
+    step_scale = torch.ones((), device=disp.device)
+    previous_loss = None
     for iteration in range(1, iterations + 1):
         current = disp.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(fixed, warp_tensor(moving, current))
             (gradient,) = torch.autograd.grad(loss, current)
-        step = gaussian_blur(adam.direction(gradient), settings["gradient_sigma"])
-        disp = compose(disp, step * -settings["learning_rate"])
+        loss = loss.detach()
+        if previous_loss is not None:
+            step_scale = torch.where(loss > previous_loss, step_scale * SHRINK, (step_scale * GROW).clamp_max(1.0))
+        previous_loss = loss
+        # The loss is a mean over voxels; undo the 1 / voxels so ADAM_EPS means the same on
+        # every level of the pyramid.
+        direction = adam.direction(gradient * fixed[0, 0].numel())
+        step = gaussian_blur(direction, settings["gradient_sigma"])
+        disp = compose(disp, step * (-settings["learning_rate"] * step_scale))
         disp = gaussian_blur(disp, settings["warp_sigma"])
-        if convergence.converged(iteration, loss.detach()):
+        if convergence.converged(iteration, loss):
             break
     return disp
 
@@ -78,6 +91,7 @@ def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[st
     scales = settings["scales"]
     iterations = per_scale(settings["iterations"], scales, "iterations")
     windows = per_scale(settings["lncc_window"], scales, "lncc_window")
+    fixed, moving = to_unit_range(fixed, moving)
     full_shape = fixed.shape[2:]
     coarsest = grid_shape_at(full_shape, scales[0])
     if settings["affine_init"]:
