@@ -30,6 +30,13 @@ DB_ENV = "WARPBENCH_DB"
 # home page. Adding a page is adding its module and its name here.
 PAGES = (
     "leaderboard",
+    "instrumentation",
+    "supervision",
+    "domain_shift",
+    "mi_dice",
+    "significance",
+    "pair_viewer",
+    "runs",
 )
 
 
@@ -46,21 +53,23 @@ def resolve_db_path(argv: Sequence[str], environ: Mapping[str, str]) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def main() -> None:
+def main(start_page: str | None = None) -> None:
+    """Lay out the app. ``start_page`` (a page's ``URL_PATH``) is the page shown at the root URL
+    instead of the first one; tests use it to open each page, since AppTest has no URL path."""
     st.set_page_config(page_title="warpbench", page_icon=":material/grid_on:", layout="wide")
     db_path = resolve_db_path(sys.argv[1:], os.environ)
-    pages = []
-    for index, name in enumerate(PAGES):
-        view = importlib.import_module(f"views.{name}")
-        pages.append(
-            st.Page(
-                functools.partial(view.render, db_path),
-                title=view.TITLE,
-                icon=view.ICON,
-                url_path=view.URL_PATH,
-                default=index == 0,
-            )
+    views = [importlib.import_module(f"views.{name}") for name in PAGES]
+    start = start_page if start_page in {v.URL_PATH for v in views} else views[0].URL_PATH
+    pages = [
+        st.Page(
+            functools.partial(view.render, db_path),
+            title=view.TITLE,
+            icon=view.ICON,
+            url_path=view.URL_PATH,
+            default=view.URL_PATH == start,
         )
+        for view in views
+    ]
     st.navigation(pages).run()
 
 

@@ -6,20 +6,30 @@ back, so everything that decides *what* is shown can be tested without running t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
+from warpbench import stats
 
-# Store column -> header shown on the leaderboard, in display order.
+# Column -> header shown on the leaderboard, in display order. The store's aggregates plus what
+# ``summarise`` adds from the per-pair scores (rank, confidence interval, worst 30 %).
 DISPLAY_COLUMNS: dict[str, str] = {
+    "rank": "Rank",
     "method": "Method",
     "preset": "Preset",
     "family": "Family",
+    "supervision": "Supervision",
+    "train_dataset": "Trained on",
     "dataset": "Dataset",
     "pairs": "Pairs",
     "failed": "Failed",
     "dice": "Mean Dice",
     "dice_std": "Std",
+    "dice_ci_low": "95% CI low",
+    "dice_ci_high": "95% CI high",
+    "dice_worst30": "Worst 30%",
     "hd95": "HD95 (mm)",
     "sdlogj": "SDlogJ",
     "folding_percent": "Folding %",
@@ -29,10 +39,14 @@ DISPLAY_COLUMNS: dict[str, str] = {
 
 # Header -> printf-style format for the numeric columns (what st.column_config understands).
 NUMBER_FORMATS: dict[str, str] = {
+    "Rank": "%d",
     "Pairs": "%d",
     "Failed": "%d",
     "Mean Dice": "%.3f",
     "Std": "%.3f",
+    "95% CI low": "%.3f",
+    "95% CI high": "%.3f",
+    "Worst 30%": "%.3f",
     "HD95 (mm)": "%.2f",
     "SDlogJ": "%.3f",
     "Folding %": "%.3f",
@@ -42,10 +56,15 @@ NUMBER_FORMATS: dict[str, str] = {
 
 # Header -> tooltip.
 COLUMN_HELP: dict[str, str] = {
+    "Rank": "Rank by mean Dice among every configuration on this dataset (ties share a rank)",
+    "Trained on": "Training dataset of a learning method (empty: no training)",
     "Pairs": "Test pairs registered successfully (latest attempt of each pair)",
     "Failed": "Test pairs whose latest attempt failed; they are left out of the scores",
     "Mean Dice": "Mean over pairs of the mean Dice over labels (higher is better)",
     "Std": "Standard deviation of the per-pair mean Dice",
+    "95% CI low": "Percentile bootstrap of the mean Dice: 1000 resamples of the pairs, seed 0",
+    "95% CI high": "Percentile bootstrap of the mean Dice: 1000 resamples of the pairs, seed 0",
+    "Worst 30%": "30th percentile of the per-pair Dice (Learn2Reg's DSC30 robustness score)",
     "HD95 (mm)": "Mean over pairs of the 95th-percentile Hausdorff distance (lower is better)",
     "SDlogJ": "Standard deviation of the log Jacobian determinant (lower is smoother)",
     "Folding %": "Percentage of voxels with a non-positive Jacobian determinant",
@@ -53,8 +72,8 @@ COLUMN_HELP: dict[str, str] = {
     "Peak memory (MB)": "Largest peak memory of one registration (GPU if used, else resident)",
 }
 
-_TEXT_COLUMNS = ("method", "preset", "family", "dataset")
-_COUNT_COLUMNS = ("pairs", "failed")
+_TEXT_COLUMNS = ("method", "preset", "family", "supervision", "train_dataset", "dataset")
+_COUNT_COLUMNS = ("rank", "pairs", "failed")
 MISSING_TEXT = "—"
 
 
@@ -69,18 +88,26 @@ def filter_leaderboard(
     board: pd.DataFrame,
     datasets: Iterable[str] | None = None,
     families: Iterable[str] | None = None,
+    supervision: Iterable[str] | None = None,
+    presets: Iterable[str] | None = None,
+    train_datasets: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """The rows of ``board`` on one of ``datasets`` and of one of ``families``.
+    """The rows of ``board`` on one of ``datasets``, of one of ``families``, and so on for each
+    filter (supervision, preset, training dataset).
 
     ``None`` or an empty selection means no filter on that column (the sidebar shows it as
     "All"), so a configuration added by a run that is still writing appears without touching
     the filters. Row order is kept.
     """
     keep = pd.Series(True, index=board.index)
-    for column, selected in (("dataset", datasets), ("family", families)):
+    for column, selected in (("dataset", datasets), ("family", families),
+                             ("supervision", supervision), ("preset", presets),
+                             ("train_dataset", train_datasets)):
         selected = [str(v) for v in (selected or [])]
-        if selected:
+        if selected and column in board.columns:
             keep &= board[column].astype("string").isin(selected).fillna(False).astype(bool)
+        elif selected:
+            keep &= False
     return board[keep]
 
 
@@ -146,3 +173,420 @@ def read_error_message(db_path: str, error: BaseException) -> str:
         )
     return f"Cannot read the results store `{db_path}`: {reason}\n\n{hint}"
 
+
+
+# --- statistics from the per-pair scores ---------------------------------------------------------
+#: Columns ``summarise`` adds to the store's leaderboard.
+SUMMARY_COLUMNS = ["rank", "dice_ci_low", "dice_ci_high", "dice_worst30"]
+#: What identifies a configuration across datasets (a method, a preset, what it was trained on).
+CONFIG_COLUMNS = ["method", "preset", "train_dataset"]
+
+
+def ok_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs that were scored (latest attempt succeeded and a Dice exists)."""
+    if pairs.empty:
+        return pairs
+    return pairs[(pairs["status"] == "ok") & pairs["mean_dice"].notna()]
+
+
+def summarise(
+    board: pd.DataFrame, pairs: pd.DataFrame, resamples: int = stats.RESAMPLES, seed: int = stats.SEED
+) -> pd.DataFrame:
+    """The store's leaderboard (``Store.leaderboard()``) with, per configuration, the 95 %
+    bootstrap CI of the mean Dice, the worst-30 % Dice (Learn2Reg's DSC30) and the rank on its
+    dataset, all from the per-pair scores (``Store.pair_scores()``); row order kept.
+
+    Ranks are among every configuration on the dataset, whatever filters are applied later, so a
+    filtered view shows true ranks. A configuration without a scored pair has no rank.
+    """
+    out = board.copy()
+    scored = ok_pairs(pairs)
+    low, high, worst = {}, {}, {}
+    values = scored["mean_dice"].to_numpy(dtype=np.float64) if not scored.empty else np.empty(0)
+    for run_id, index in (scored.groupby("run_id", sort=False).indices.items()
+                          if not scored.empty else ()):
+        array = values[index]
+        low[run_id], high[run_id] = stats.bootstrap_ci(array, resamples=resamples, seed=seed)
+        worst[run_id] = stats.worst_quantile(array)
+    out["dice_ci_low"] = out["run_id"].map(low).astype("float64")
+    out["dice_ci_high"] = out["run_id"].map(high).astype("float64")
+    out["dice_worst30"] = out["run_id"].map(worst).astype("float64")
+    out["rank"] = np.nan
+    for _, rows in out.groupby("dataset", sort=False):
+        dice = pd.to_numeric(rows["dice"], errors="coerce").to_numpy(dtype=np.float64)
+        out.loc[rows.index, "rank"] = stats.competition_rank(dice)
+    return out
+
+
+def config_label(row) -> str:
+    """How one configuration is named in figures: ``method:preset``, plus ``[train]`` for a
+    learning method trained on a dataset."""
+    label = f"{row['method']}:{row['preset']}"
+    train = row.get("train_dataset") if hasattr(row, "get") else None
+    if isinstance(train, str) and train:
+        label += f" [{train}]"
+    return label
+
+
+def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``config`` column of :func:`config_label` (vectorised)."""
+    out = frame.copy()
+    if out.empty:
+        out["config"] = pd.Series(dtype="object")
+        return out
+    label = out["method"].astype(str) + ":" + out["preset"].astype(str)
+    if "train_dataset" in out.columns:
+        train = out["train_dataset"]
+        trained = train.notna() & (train.astype("string") != "")
+        label = label.where(~trained, label + " [" + train.astype("string") + "]")
+    out["config"] = label.astype(object)
+    return out
+
+
+RUN_DESCRIPTION = ["method", "preset", "family", "supervision", "dataset", "train_dataset"]
+
+
+def attach_runs(pairs: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """Per-pair rows (``Store.pair_scores()``, keyed by ``run_id``) with their run's description
+    from the leaderboard (method, preset, family, supervision, dataset, training dataset) and its
+    ``config`` label; pairs of runs not on the board are dropped."""
+    runs = with_labels(board.drop_duplicates("run_id")).set_index("run_id")
+    out = pairs[pairs["run_id"].isin(runs.index)].copy()
+    for column in [*RUN_DESCRIPTION, "config"]:
+        out[column] = out["run_id"].map(runs[column]) if column in runs.columns else None
+    return out
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A text column with missing values as "" (so groupby keeps them)."""
+    return frame[column].astype("object").where(frame[column].notna(), "")
+
+
+def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (method, preset, training dataset): its mean rank over the
+    datasets it was evaluated on, how many those are, and its mean Dice over them; best first.
+
+    Mean ranks of configurations evaluated on different sets of datasets do not compare well;
+    ``datasets`` says how many each mean is over.
+    """
+    columns = ["overall_rank", "method", "preset", "family", "supervision", "train_dataset",
+               "datasets", "mean_rank", "mean_dice"]
+    ranked = summary[summary["rank"].notna()] if "rank" in summary else summary.iloc[:0]
+    if ranked.empty:
+        return pd.DataFrame(columns=columns)
+    keyed = ranked.assign(**{c: _text(ranked, c) for c in
+                             ("method", "preset", "family", "supervision", "train_dataset")})
+    grouped = keyed.groupby(["method", "preset", "train_dataset"], sort=False).agg(
+        family=("family", "first"), supervision=("supervision", "first"),
+        datasets=("dataset", "nunique"), mean_rank=("rank", "mean"), mean_dice=("dice", "mean"),
+    ).reset_index()
+    grouped = grouped.sort_values(["mean_rank", "mean_dice"], ascending=[True, False],
+                                  kind="stable").reset_index(drop=True)
+    grouped["overall_rank"] = stats.competition_rank(grouped["mean_rank"].to_numpy(),
+                                                     higher_is_better=False)
+    for column in ("family", "supervision", "train_dataset"):
+        grouped[column] = grouped[column].replace("", MISSING_TEXT)
+    return grouped[columns]
+
+
+OVERALL_COLUMNS: dict[str, str] = {
+    "overall_rank": "Overall rank",
+    "method": "Method",
+    "preset": "Preset",
+    "family": "Family",
+    "supervision": "Supervision",
+    "train_dataset": "Trained on",
+    "datasets": "Datasets",
+    "mean_rank": "Mean rank",
+    "mean_dice": "Mean Dice over datasets",
+}
+OVERALL_FORMATS = {"Overall rank": "%d", "Datasets": "%d", "Mean rank": "%.2f",
+                   "Mean Dice over datasets": "%.3f"}
+
+
+# --- groups of the study -------------------------------------------------------------------------
+SUPERVISION_GROUPS = ("classical", "DLIR, unsupervised", "DLIR, label-supervised", "baseline")
+
+
+def supervision_group(family, supervision) -> str:
+    """Which of the study's groups a method belongs to: classical optimisation, unsupervised deep
+    learning (DLIR), label-supervised DLIR, or a baseline."""
+    if family == "learning":
+        return "DLIR, label-supervised" if supervision == "labels" else "DLIR, unsupervised"
+    if family in ("classical", "baseline"):
+        return family
+    return "other"
+
+
+def best_per_group(summary: pd.DataFrame, group_column: str) -> pd.DataFrame:
+    """Per dataset and group, the configuration with the highest mean Dice (its row)."""
+    scored = summary[pd.to_numeric(summary["dice"], errors="coerce").notna()]
+    if scored.empty:
+        return scored.assign(**{group_column: pd.Series(dtype="object")}) if group_column not in scored else scored
+    order = scored.sort_values("dice", ascending=False, kind="stable")
+    return order.groupby(["dataset", group_column], sort=True).head(1).sort_values(
+        ["dataset", group_column]).reset_index(drop=True)
+
+
+def with_groups(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a ``group`` column (:func:`supervision_group`)."""
+    out = summary.copy()
+    out["group"] = [supervision_group(f, s) for f, s in zip(out["family"], out["supervision"])]
+    return out
+
+
+# --- instrumentation: presets and reported numbers -----------------------------------------------
+def preset_spread(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per method, training dataset and evaluated dataset: how many presets were measured, the
+    lowest and highest mean Dice among them, the spread (highest - lowest), and which presets."""
+    columns = ["method", "family", "train_dataset", "dataset", "presets", "lowest", "highest",
+               "spread", "best_preset", "worst_preset"]
+    scored = summary[pd.to_numeric(summary["dice"], errors="coerce").notna()]
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    scored = scored.assign(train_dataset=_text(scored, "train_dataset"))
+    rows = []
+    for (method, train, dataset), group in scored.groupby(["method", "train_dataset", "dataset"]):
+        group = group.sort_values("dice", ascending=False, kind="stable")
+        rows.append({
+            "method": method, "family": group["family"].iloc[0], "train_dataset": train or None,
+            "dataset": dataset, "presets": len(group), "lowest": group["dice"].min(),
+            "highest": group["dice"].max(), "spread": group["dice"].max() - group["dice"].min(),
+            "best_preset": group["preset"].iloc[0], "worst_preset": group["preset"].iloc[-1],
+        })
+    return pd.DataFrame(rows, columns=columns).sort_values(
+        ["spread", "method"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def reported_table(results) -> pd.DataFrame:
+    """Reported results (``ReportedResult`` objects) as a table, one row each."""
+    columns = ["method", "dataset", "metric", "value", "std", "family", "supervision", "source",
+               "table", "configuration", "paper", "url", "warpbench_method", "warpbench_dataset",
+               "notes"]
+    rows = [r.as_row() for r in results]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def match_reported(reported: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Reported Dice values next to warpbench's own measurement of the same method on the same
+    dataset (a reported row names them in ``warpbench_method`` / ``warpbench_dataset``), one row
+    per measured preset. Empty when nothing matches."""
+    columns = ["method", "dataset", "source", "reported", "preset", "train_dataset", "family",
+               "measured", "ci_low", "ci_high", "pairs", "difference"]
+    if reported.empty or summary.empty:
+        return pd.DataFrame(columns=columns)
+    wanted = reported[(reported["metric"] == "dice") & reported["warpbench_method"].notna()
+                      & reported["warpbench_dataset"].notna()]
+    rows = []
+    for record in wanted.to_dict("records"):
+        found = summary[(summary["method"] == record["warpbench_method"])
+                        & (summary["dataset"] == record["warpbench_dataset"])
+                        & summary["dice"].notna()]
+        for run in found.to_dict("records"):
+            rows.append({
+                "method": record["method"], "dataset": record["dataset"],
+                "source": record["source"], "reported": record["value"],
+                "preset": run["preset"], "train_dataset": run.get("train_dataset"),
+                "family": run["family"], "measured": run["dice"],
+                "ci_low": run.get("dice_ci_low"), "ci_high": run.get("dice_ci_high"),
+                "pairs": run["pairs"], "difference": run["dice"] - record["value"],
+            })
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- domain shift --------------------------------------------------------------------------------
+def learning_configs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows of learning methods that were trained on a dataset."""
+    if summary.empty:
+        return summary
+    return summary[(summary["family"] == "learning") & summary["train_dataset"].notna()]
+
+
+def domain_matrix(summary: pd.DataFrame, method: str, preset: str) -> pd.DataFrame:
+    """Mean Dice of one method and preset, training dataset (rows; "none" for a method that is
+    not trained) by test dataset (columns)."""
+    rows = summary[(summary["method"] == method) & (summary["preset"] == preset)]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(train=_text(rows, "train_dataset").replace("", "none"))
+    return rows.pivot_table(index="train", columns="dataset", values="dice", aggfunc="mean")
+
+
+def domain_drops(summary: pd.DataFrame) -> pd.DataFrame:
+    """For each learning configuration trained on a dataset that it was also tested on: its
+    in-domain mean Dice (tested on its training dataset), its mean over the other test datasets
+    (shifted), and the drop (in-domain - shifted). Classical methods tested on the same datasets
+    are given the same in-domain / shifted split, for reference.
+    """
+    columns = ["config", "family", "group", "train_dataset", "in_domain", "shifted",
+               "shifted_datasets", "drop"]
+    trained = learning_configs(summary)
+    if trained.empty:
+        return pd.DataFrame(columns=columns)
+    labelled = with_groups(with_labels(summary))
+    rows = []
+    for (method, preset, train), group in labelled[labelled["train_dataset"].notna()].groupby(
+            ["method", "preset", "train_dataset"]):
+        home = group[group["dataset"] == train]["dice"]
+        away = group[group["dataset"] != train]
+        if home.empty or away.empty:
+            continue
+        rows.append({"config": f"{method}:{preset} [{train}]", "family": group["family"].iloc[0],
+                     "group": group["group"].iloc[0], "train_dataset": train,
+                     "in_domain": home.mean(), "shifted": away["dice"].mean(),
+                     "shifted_datasets": away["dataset"].nunique(),
+                     "drop": home.mean() - away["dice"].mean()})
+    sources = {r["train_dataset"] for r in rows}
+    untrained = labelled[labelled["train_dataset"].isna() & labelled["dice"].notna()]
+    for source in sorted(sources):
+        for (method, preset), group in untrained.groupby(["method", "preset"]):
+            home = group[group["dataset"] == source]["dice"]
+            away = group[group["dataset"] != source]
+            if home.empty or away.empty:
+                continue
+            rows.append({"config": f"{method}:{preset}", "family": group["family"].iloc[0],
+                         "group": group["group"].iloc[0], "train_dataset": source,
+                         "in_domain": home.mean(), "shifted": away["dice"].mean(),
+                         "shifted_datasets": away["dataset"].nunique(),
+                         "drop": home.mean() - away["dice"].mean()})
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- MI(i;s) against Dice ------------------------------------------------------------------------
+MI_MEASURES = {"mi_bits": "MI(i;s) in bits", "nmi": "MI(i;s) / H(s)"}
+
+
+def mi_points(summary: pd.DataFrame, datasets: pd.DataFrame, measure: str = "mi_bits") -> pd.DataFrame:
+    """One point per dataset and method family: the dataset's MI (``measure``) and the mean Dice
+    of the family's best configuration on it. Datasets without MI or without a scored run are
+    left out."""
+    columns = ["dataset", "family", "config", "mi", "dice"]
+    if summary.empty or datasets.empty or measure not in datasets.columns:
+        return pd.DataFrame(columns=columns)
+    best = best_per_group(with_labels(summary), "family")
+    mi = datasets.set_index("dataset")[measure]
+    best = best.assign(mi=best["dataset"].map(mi))
+    best = best[best["mi"].notna()]
+    return best.rename(columns={})[["dataset", "family", "config", "mi", "dice"]].reset_index(drop=True)
+
+
+def mi_correlations(points: pd.DataFrame) -> pd.DataFrame:
+    """Per family: Pearson and Spearman correlation of MI with Dice across datasets."""
+    rows = []
+    for family, group in points.groupby("family", sort=True):
+        result = stats.correlation(group["mi"], group["dice"])
+        rows.append({"family": family, **result.__dict__})
+    return pd.DataFrame(rows, columns=["family", "n", "pearson_r", "pearson_p", "spearman_rho",
+                                       "spearman_p"])
+
+
+# --- significance --------------------------------------------------------------------------------
+SIGNIFICANCE_METRICS = {"mean_dice": "Dice", "mean_hd95": "HD95 (mm)"}
+
+
+def score_matrix(pairs: pd.DataFrame, board: pd.DataFrame, dataset: str, configs: Iterable[str],
+                 metric: str = "mean_dice") -> pd.DataFrame:
+    """Per-pair ``metric`` on ``dataset``: one row per registration pair (fixed, moving), one
+    column per configuration label (in the order given), NaN where that pair failed. ``pairs``
+    is ``Store.pair_scores()``, ``board`` the leaderboard that describes its runs."""
+    configs = list(configs)
+    runs = with_labels(board[board["dataset"] == dataset])
+    runs = runs[runs["config"].isin(configs)]
+    if runs.empty or pairs.empty:
+        return pd.DataFrame(columns=configs)
+    label = runs.drop_duplicates("config").set_index("run_id")["config"]
+    scored = ok_pairs(pairs[pairs["run_id"].isin(label.index)])
+    if scored.empty:
+        return pd.DataFrame(columns=configs)
+    scored = scored.assign(config=scored["run_id"].map(label))
+    matrix = scored.pivot_table(index=["fixed", "moving"], columns="config", values=metric,
+                                aggfunc="mean")
+    return matrix.reindex(columns=configs)
+
+
+def default_comparison(summary: pd.DataFrame, dataset: str, limit: int = 8) -> list[str]:
+    """The configurations compared by default on ``dataset``: each method's best preset (and
+    training dataset) by mean Dice, best first, at most ``limit``."""
+    rows = with_labels(summary[(summary["dataset"] == dataset) & summary["dice"].notna()])
+    if rows.empty:
+        return []
+    best = rows.sort_values("dice", ascending=False, kind="stable").groupby("method", sort=False).head(1)
+    return best["config"].head(limit).tolist()
+
+
+def significance_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """``stats.pairwise_paired_tests`` output with readable headers, for display."""
+    headers = {"a": "A", "b": "B", "n": "Pairs", "mean_a": "Mean A", "mean_b": "Mean B",
+               "mean_difference": "Mean A - B", "cohens_dz": "Cohen's d_z",
+               "t_p": "t-test p", "t_p_holm": "t-test p (Holm)",
+               "wilcoxon_p": "Wilcoxon p", "wilcoxon_p_holm": "Wilcoxon p (Holm)",
+               "rank_biserial": "Rank-biserial r"}
+    return tests.reindex(columns=list(headers)).rename(columns=headers)
+
+
+# --- runs ----------------------------------------------------------------------------------------
+RUN_COLUMNS: dict[str, str] = {
+    "started_at": "Started",
+    "status": "Status",
+    "method": "Method",
+    "preset": "Preset",
+    "family": "Family",
+    "dataset": "Dataset",
+    "train_dataset": "Trained on",
+    "pairs_ok": "Pairs ok",
+    "pairs_failed": "Pairs failed",
+    "duration_s": "Duration (s)",
+    "seed": "Seed",
+    "device": "Device",
+    "host": "Host",
+    "method_version": "Method version",
+    "plugin_distribution": "Plugin",
+    "plugin_version": "Plugin version",
+    "warpbench_version": "warpbench",
+    "git_revision": "Git revision",
+    "torch_version": "torch",
+    "cuda_version": "CUDA",
+    "params": "Parameters",
+    "run_id": "Run id",
+}
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """``Store.runs()`` for display: provenance columns in order, with the run's duration."""
+    out = runs.copy()
+    if {"started_at", "ended_at"} <= set(out.columns) and not out.empty:
+        out["duration_s"] = (pd.to_datetime(out["ended_at"]) - pd.to_datetime(out["started_at"])
+                             ).dt.total_seconds()
+    return out.reindex(columns=list(RUN_COLUMNS)).rename(columns=RUN_COLUMNS).reset_index(drop=True)
+
+
+def run_choice_label(run: dict) -> str:
+    """How a run is named in a chooser (and so in a shared URL): method:preset [training] on
+    dataset, the run id's first 8 characters, and its status unless it is complete."""
+    train = run.get("train_dataset")
+    trained = f" [{train}]" if isinstance(train, str) and train else ""
+    status = "" if run.get("status") == "complete" else f" ({run.get('status')})"
+    return f"{run['method']}:{run['preset']}{trained} on {run['dataset']} · {str(run['run_id'])[:8]}{status}"
+
+
+def waiting_message(what: str, why: str, how: str) -> str:
+    """A page's message when the data it shows does not exist yet: what it waits for, why there
+    is none, and the command or issue that will produce it (Markdown)."""
+    return f"**Waiting for {what}.** {why}\n\n{how}"
+
+
+def json_safe(value):
+    """A value ``st.json`` shows faithfully: missing (None, NaN, NaT) as None, timestamps and
+    other objects as text."""
+    if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+#: The failed-pairs table of the runs page, in display order.
+FAILURE_COLUMNS = ["method", "preset", "dataset", "fixed", "moving", "error", "attempt",
+                   "run_status", "finished_at", "device", "run_id"]

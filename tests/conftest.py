@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-BUILTIN_PLUGINS = "executors,synthetic,decathlon,classical"
+BUILTIN_PLUGINS = "executors,synthetic,decathlon,classical,literature,precomputed"
 os.environ.setdefault("WARPBENCH_LOAD_PLUGINS", BUILTIN_PLUGINS)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,3 +19,62 @@ def hippocampus_root() -> Path:
     if not (root / "imagesTr").is_dir():
         pytest.skip(f"real hippocampus data not found at {root}")
     return root
+
+
+# --- a store filled by real small runs, shared by the app, figure and browser tests ------------
+APP_STORE_CONFIG = """
+datasets:
+  tiny-a:
+    plugin: synthetic
+    shape: [24, 28, 24]
+    subjects: 6
+    intensity: distinct
+    split: {train: 2, val: 1, test: 3}
+    pairs: {test: 3}
+  tiny-b:
+    plugin: synthetic
+    shape: [24, 28, 24]
+    subjects: 6
+    intensity: grouped
+    split: {train: 2, val: 1, test: 3}
+    pairs: {test: 3}
+  tiny-c:
+    plugin: synthetic
+    shape: [24, 28, 24]
+    subjects: 6
+    intensity: grouped
+    noise: 0.1
+    blur: 1.0
+    split: {train: 2, val: 1, test: 3}
+    pairs: {test: 3}
+  tiny-d:
+    plugin: synthetic
+    shape: [24, 28, 24]
+    subjects: 6
+    split: {train: 2, val: 1, test: 3}
+    pairs: {test: 3}
+suites:
+  default:
+    methods: [identity, affine, greedy:fast]
+    datasets: [tiny-a, tiny-b, tiny-c]
+"""
+
+
+@pytest.fixture(scope="session")
+def app_store(tmp_path_factory) -> Path:
+    """A results store filled by ``warpbench run``: identity, affine and greedy:fast on three
+    small synthetic datasets (3 test pairs each), greedy's default preset too on tiny-a (a preset
+    spread), and affine on tiny-d under a time limit no registration meets (a run whose every
+    pair failed). Its ``datasets.yaml`` sits next to it, for the pair viewer."""
+    from warpbench.cli import main
+
+    folder = tmp_path_factory.mktemp("app_store")
+    config = folder / "datasets.yaml"
+    config.write_text(APP_STORE_CONFIG)
+    db = folder / "warpbench.duckdb"
+    common = ["--config", str(config), "--db", str(db), "--quiet"]
+    assert main(["run", *common]) == 0
+    assert main(["run", *common, "--method", "greedy:default", "--dataset", "tiny-a"]) == 0
+    assert main(["run", *common, "--method", "affine", "--dataset", "tiny-d",
+                 "--time-limit", "0.001"]) == 1  # every pair times out
+    return db

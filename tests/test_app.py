@@ -176,7 +176,7 @@ def board() -> pd.DataFrame:
 
 
 def test_display_columns_cover_the_store():
-    assert set(tables.DISPLAY_COLUMNS) <= set(LEADERBOARD_COLUMNS)
+    assert set(tables.DISPLAY_COLUMNS) <= set(LEADERBOARD_COLUMNS) | set(tables.SUMMARY_COLUMNS)
     assert set(tables.NUMBER_FORMATS) <= set(tables.DISPLAY_COLUMNS.values())
     assert tables.NUMBER_FORMATS["Mean Dice"] == "%.3f"
 
@@ -232,3 +232,341 @@ def test_messages():
     assert "/x/wb.duckdb" in error and "not a valid DuckDB" in error
     busy = tables.read_error_message("/x/wb.duckdb", StoreBusy("/x/wb.duckdb stayed locked"))
     assert "stayed locked" in busy and "reload" in busy
+
+
+# --- every page, through app.py's navigation ------------------------------------------------------
+def _page_script(app_dir: str, page: str) -> None:
+    """What AppTest runs: app.py's main() with ``page`` as the page at the root URL (AppTest has
+    no URL path to pick a page by)."""
+    import sys
+
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    import app
+
+    app.main(start_page=page)
+
+
+def _load_app_module():
+    spec = importlib.util.spec_from_file_location("warpbench_leaderboard_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PAGE_MODULES = _load_app_module().PAGES
+PAGE_PATHS = [importlib.import_module(f"views.{name}").URL_PATH for name in PAGE_MODULES]
+
+
+def _open(monkeypatch, db: Path, page: str, query: dict | None = None, cwd: Path | None = None) -> AppTest:
+    monkeypatch.setenv("WARPBENCH_DB", str(db))
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    at = AppTest.from_function(_page_script, args=(str(APP_DIR), page), default_timeout=60)
+    at.query_params.update(query or {})
+    return at.run()
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_every_page_is_in_the_navigation():
+    assert len(PAGE_MODULES) == 8 and len(set(PAGE_PATHS)) == 8
+    for name in PAGE_MODULES:
+        view = importlib.import_module(f"views.{name}")
+        assert view.TITLE and view.ICON and callable(view.render)
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_every_page_on_an_empty_store_says_how_to_fill_it(monkeypatch, tmp_path, page):
+    db = tmp_path / "missing.duckdb"
+    at = _open(monkeypatch, db, page)
+    assert not at.exception, at.exception[0].value if at.exception else ""
+    assert not at.error
+    assert at.title and at.title[0].value
+    assert "warpbench run" in _texts(at.info)
+    assert not at.dataframe or page == "instrumentation"  # the literature table needs no runs
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_every_page_on_an_unreadable_store_says_so(monkeypatch, tmp_path, page):
+    db = tmp_path / "garbage.duckdb"
+    db.write_bytes(b"this is not a DuckDB database\n" * 400)
+    at = _open(monkeypatch, db, page)
+    assert not at.exception
+    assert str(db) in _texts(at.error)
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_every_page_on_a_store_filled_by_a_real_run(monkeypatch, app_store, page):
+    at = _open(monkeypatch, app_store, page, cwd=app_store.parent)
+    assert not at.exception, at.exception[0].value if at.exception else ""
+    assert not at.error, _texts(at.error)
+    assert at.title and at.title[0].value
+
+
+def test_leaderboard_of_a_real_run(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "leaderboard")
+    table = at.dataframe[0].value
+    assert list(table.columns) == list(tables.DISPLAY_COLUMNS.values())
+    assert len(table) == 11  # 3 methods x 3 datasets, greedy:default on tiny-a, affine on tiny-d
+    tiny_a = table[table["Dataset"] == "tiny-a"]
+    assert tiny_a["Rank"].tolist() == [1, 2, 3, 4]  # best first
+    scored = table[table["Pairs"] > 0]
+    assert (scored["95% CI low"] <= scored["Mean Dice"]).all()
+    assert (scored["Mean Dice"] <= scored["95% CI high"]).all()
+    assert scored["Worst 30%"].notna().all() and scored["SDlogJ"].notna().all()
+    failed = table[table["Dataset"] == "tiny-d"].iloc[0]
+    assert failed["Pairs"] == 0 and failed["Failed"] == 3 and pd.isna(failed["Rank"])
+    overall = at.dataframe[1].value
+    assert overall.iloc[0]["Overall rank"] == 1 and set(overall["Datasets"]) <= {1, 3}
+    assert at.get("download_button")[0].proto.label == "Download CSV"
+    assert at.multiselect(key="train").options == []  # no training datasets yet
+    assert at.multiselect(key="preset").options == ["default", "fast"]
+
+
+def test_leaderboard_filters_from_the_url(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "leaderboard",
+               {"preset": "fast", "supervision": "none", "dataset": ["tiny-a", "tiny-b"]})
+    assert at.multiselect(key="preset").value == ["fast"]
+    table = at.dataframe[0].value
+    assert table[["Method", "Dataset"]].values.tolist() == [["greedy", "tiny-a"], ["greedy", "tiny-b"]]
+    assert table["Rank"].tolist() == [2, 1]  # ranks among every configuration on the dataset
+
+
+def test_instrumentation_page_explains_what_it_waits_for(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "instrumentation")
+    info = _texts(at.info)
+    assert "Waiting for a reported result that warpbench has re-measured" in info
+    assert "IXI" in info and "SyN" in info
+    reported = at.dataframe[0].value
+    assert set(reported["method"]) == {"SyN", "NiftyReg", "VoxelMorph-2", "TransMorph"}
+    assert reported["source"].str.contains("TransMorph").all()
+    spread = at.dataframe[1].value
+    greedy = spread[(spread["method"] == "greedy") & (spread["dataset"] == "tiny-a")].iloc[0]
+    assert greedy["presets"] == 2
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_supervision_and_domain_shift_say_what_learning_data_they_wait_for(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "supervision")
+    assert "Waiting for runs of DLIR, unsupervised and DLIR, label-supervised" in _texts(at.info)
+    assert len(at.get("plotly_chart")) == 1  # classical and baseline are shown meanwhile
+    at = _open(monkeypatch, app_store, "domain-shift")
+    info = _texts(at.info)
+    assert "Waiting for learning methods trained on a dataset" in info
+    assert "Waiting for a learning method tested both on its training dataset" in info
+    assert len(at.get("plotly_chart")) == 1  # the per-dataset boxes exist already
+
+
+def test_mi_page_correlates_the_three_datasets(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "mi-vs-dice")
+    assert not at.info  # three datasets with MI: enough for a correlation
+    text = _texts(at.markdown)
+    assert "classical: Pearson r = " in text and "n = 3" in text
+    points = at.dataframe[0].value
+    assert set(points["dataset"]) == {"tiny-a", "tiny-b", "tiny-c"}
+    at.radio(key="mi").set_value("nmi").run()
+    assert not at.exception and (at.dataframe[0].value["mi"] < 1).all()
+
+
+def test_significance_page_tests_the_chosen_configurations(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "significance", {"sig_dataset": "tiny-b"})
+    assert at.selectbox(key="sig_dataset").value == "tiny-b"
+    assert at.multiselect(key="sig_configs").value == ["greedy:fast", "affine:default", "identity:default"]
+    table = at.dataframe[0].value
+    assert len(table) == 3 and (table["Pairs"] == 3).all()
+    assert (table["Wilcoxon p (Holm)"] >= table["Wilcoxon p"]).all()
+    at.multiselect(key="sig_configs").unselect("identity:default").run()
+    assert len(at.dataframe[0].value) == 1
+    at.multiselect(key="sig_configs").unselect("affine:default").run()
+    assert "at least two" in _texts(at.info)
+
+
+def test_pair_viewer_recomputes_the_stored_pair(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "pair-viewer", cwd=app_store.parent)
+    assert not at.warning, _texts(at.warning)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Dice (recomputed)"]) == pytest.approx(float(metrics["Dice (stored)"]), abs=2e-3)
+    assert len(at.get("plotly_chart")) == 3  # slices, Jacobian, grid
+    runs = Store(app_store).runs()
+    identity = runs[(runs["method"] == "identity") & (runs["dataset"] == "tiny-c")]["run_id"].iloc[0]
+    label = f"identity:default on tiny-c · {identity[:8]}"
+    at = _open(monkeypatch, app_store, "pair-viewer", {"run": label}, cwd=app_store.parent)
+    assert at.selectbox(key="run").value == label  # the URL names the run: a shareable view
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Folding %"]) == 0.0
+    assert float(metrics["Dice (recomputed)"]) == pytest.approx(float(metrics["Dice (stored)"]), abs=1e-6)
+
+
+def test_pair_viewer_explains_a_missing_configuration(monkeypatch, app_store, tmp_path):
+    at = _open(monkeypatch, app_store, "pair-viewer", {"config": str(tmp_path / "nowhere.yaml")})
+    assert not at.exception
+    assert "Cannot read the dataset configuration" in _texts(at.warning)
+    assert not at.get("plotly_chart")
+
+
+def test_runs_page_lists_provenance_and_failures(monkeypatch, app_store):
+    at = _open(monkeypatch, app_store, "runs")
+    runs = at.dataframe[0].value
+    assert len(runs) == 11 and {"Git revision", "torch", "Parameters", "Host"} <= set(runs.columns)
+    failures = at.dataframe[1].value
+    assert len(failures) == 3 and failures["error"].str.contains("timed out").all()
+    assert at.json  # one run's full provenance
+    at.multiselect(key="status").select("running").run()
+    assert not at.exception
+
+
+# --- a store with learning runs (written directly: learning methods do not exist yet) -------------
+STUDY = (  # method, family, supervision, train, dataset, base dice
+    ("greedy", "classical", "none", None, "oasis", 0.80),
+    ("greedy", "classical", "none", None, "lpba", 0.72),
+    ("vxm", "learning", "none", "oasis", "oasis", 0.79),
+    ("vxm", "learning", "none", "oasis", "lpba", 0.62),
+    ("vxm-sup", "learning", "labels", "oasis", "oasis", 0.90),
+    ("vxm-sup", "learning", "labels", "oasis", "lpba", 0.60),
+)
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("study") / "warpbench.duckdb"
+    store = Store(path)
+    for method, family, supervision, train, dataset, base in STUDY:
+        provenance = {"method": method, "preset": "default", "params": "{}", "family": family,
+                      "supervision": supervision, "dataset": dataset, "train_dataset": train,
+                      "seed": 0}
+        run = store.begin_run(f"{method}/{train}/{dataset}", provenance)
+        for k in range(4):
+            store.record_pair(run.run_id, 1, _pair(f"s{k}", f"s{k + 1}", base + 0.01 * k))
+        store.end_run(run.run_id, "complete")
+    for dataset, mi in (("oasis", 1.1), ("lpba", 0.8)):
+        store.record_dataset({"dataset": dataset, "fingerprint": dataset, "mi_bits": mi, "nmi": mi / 3})
+    return path
+
+
+def test_domain_shift_and_supervision_pages_with_learning_runs(monkeypatch, study_db):
+    at = _open(monkeypatch, study_db, "domain-shift", {"shift_method": "vxm-sup:default"})
+    assert not at.exception and not at.info
+    assert at.selectbox(key="shift_method").options == ["vxm-sup:default", "vxm:default"]
+    assert len(at.get("plotly_chart")) == 3  # heat map, boxes, drops
+    drops = at.dataframe[0].value.set_index("config")
+    assert drops.loc["vxm-sup:default [oasis]", "drop"] == pytest.approx(0.30)
+    assert drops.loc["greedy:default", "drop"] == pytest.approx(0.08)
+    at = _open(monkeypatch, study_db, "supervision")
+    assert not at.exception and not at.info
+    best = at.dataframe[0].value
+    assert set(best["group"]) == {"classical", "DLIR, unsupervised", "DLIR, label-supervised"}
+    at = _open(monkeypatch, study_db, "mi-vs-dice")
+    assert "runs on at least 3 datasets" in _texts(at.info)  # two datasets only
+
+
+# --- reads while a run writes ---------------------------------------------------------------------
+def test_the_app_waits_for_a_writer_instead_of_failing(monkeypatch, app_store, tmp_path):
+    import shutil
+    import subprocess
+
+    db = tmp_path / "busy.duckdb"
+    shutil.copy(app_store, db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+         "con.execute('BEGIN TRANSACTION'); print('locked', flush=True); time.sleep(2); "
+         "con.execute('COMMIT'); con.close()", str(db)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        at = _open(monkeypatch, db, "leaderboard")
+    finally:
+        holder.wait(timeout=30)
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == 11
+
+
+# --- the literature plugin and the store reads behind the pages -----------------------------------
+def test_literature_plugin_registers_sourced_values():
+    from warpbench.literature import ReportedResult
+    from warpbench.plugins import load_registry
+
+    registry = load_registry(strict=True)
+    results = list(registry.reported_results.values())
+    values = {r.method: r.value for r in results if r.dataset == "IXI"}
+    assert values == {"SyN": 0.645, "NiftyReg": 0.645, "VoxelMorph-2": 0.732, "TransMorph": 0.753}
+    for result in results:
+        assert not result.check()
+        assert result.paper and result.table and result.configuration and result.url
+    assert registry.plugin_of("reported", results[0].key).name == "literature"
+
+    class Junk:
+        from warpbench.hookspecs import hookimpl
+
+        @hookimpl
+        def register_reported_results(self, register):
+            register({"method": "SyN"})
+            register(ReportedResult(method="X", dataset="Y", metric="accuracy", value=1.0,
+                                    source="s", paper="p", table="t", family="classical",
+                                    configuration="c"))
+            register(results[0])  # the same value twice
+
+    registry = load_registry(extra_plugins=[Junk()])
+    reasons = " | ".join(str(p) for p in registry.problems)
+    assert "expected a warpbench.literature.ReportedResult" in reasons
+    assert "metric 'accuracy'" in reasons
+    assert "already registered by plugin 'literature'" in reasons
+
+
+def test_store_reads_for_the_app(app_store, tmp_path):
+    store = Store(app_store)
+    pairs = store.pair_scores()
+    assert len(pairs) == 11 * 3 and set(pairs["status"]) == {"ok", "failed"}
+    assert pairs[pairs["status"] == "failed"]["mean_dice"].isna().all()
+    failed = store.failed_pairs()
+    assert len(failed) == 3 and set(failed["dataset"]) == {"tiny-d"}
+    assert Store(tmp_path / "none.duckdb").pair_scores().columns.tolist() == list(pairs.columns)
+
+    copy = Store(tmp_path / "bulk.duckdb")
+    frame = store.pairs()
+    assert copy.append_frame("pairs", frame) == len(frame)
+    assert len(copy.pairs()) == len(frame)
+    with pytest.raises(ValueError, match="cannot append"):
+        copy.append_frame("meta", frame)
+
+
+def test_cached_reads_follow_the_store_and_do_not_share_a_cache(app_store, tmp_path):
+    import shutil
+
+    import loaders
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(app_store, db)
+    path = str(db)
+    loaders.clear()
+    board, runs = loaders.load_leaderboard(path), loaders.load_runs(path)
+    assert "dice" in board.columns and "pairs_ok" in runs.columns  # two caches, not one
+    assert len(loaders.load_summary(path)) == len(board)
+    store = Store(db)  # a new run completes: the next read after the stamp's TTL sees it
+    run = store.begin_run("late/default/tiny-a", {"method": "late", "preset": "default",
+                                                  "params": "{}", "dataset": "tiny-a"})
+    store.record_pair(run.run_id, 1, _pair("a", "b", 0.5))
+    store.end_run(run.run_id, "complete")
+    loaders.load_stamp.clear()
+    assert len(loaders.load_leaderboard(path)) == len(board) + 1
+    assert len(loaders.load_summary(path)) == len(board) + 1
+
+
+def test_pair_viewer_says_why_a_pair_cannot_be_recomputed(app_store):
+    import pairview
+
+    config = app_store.parent / "datasets.yaml"
+    run = Store(app_store).runs().iloc[0].to_dict()
+    fixed, moving = "subject_000", "subject_001"
+    with pytest.raises(pairview.PairViewError, match="not installed here"):
+        pairview.recompute_pair(config, {**run, "method": "voxelmorph"}, fixed, moving)
+    with pytest.raises(pairview.PairViewError, match="learning method"):
+        pairview.recompute_pair(config, {**run, "train_dataset": "tiny-b"}, fixed, moving)
+    with pytest.raises(pairview.PairViewError, match="Cannot build dataset"):
+        pairview.recompute_pair(config, {**run, "dataset": "oasis"}, fixed, moving)
+    with pytest.raises(pairview.PairViewError, match="Cannot load the pair"):
+        pairview.recompute_pair(config, run, "subject_999", moving)

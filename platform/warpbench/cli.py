@@ -1,10 +1,12 @@
-"""The ``warpbench`` command: plugins, datasets, run, leaderboard."""
+"""The ``warpbench`` command: plugins, datasets, run, leaderboard; and for plugin authors and CI:
+check, new-plugin, ci, merge, export, export-fields."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from warpbench import plugins as plugin_loading
 from warpbench.config import ConfigError, load_config
@@ -135,6 +137,230 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+# --- authoring and CI: check, new-plugin, ci, merge, export, export-fields ----------------------
+# Each handler turns the errors a user can cause (a bad file, an unknown name) into one line that
+# names the file or plugin, and exit status 2.
+
+def _user_errors():
+    from warpbench.ci import CiError
+    from warpbench.datasets import DatasetConfigError
+    from warpbench.fields import ExportError, FieldFileError
+    from warpbench.scaffold import ScaffoldError
+    from warpbench.store import StoreBusy, StoreFileError
+
+    return (CiError, DatasetConfigError, ExportError, FieldFileError, ScaffoldError, StoreBusy,
+            StoreFileError, ConfigError, plugin_loading.PluginError)
+
+
+def _reporting_errors(handler):
+    def wrapped(args) -> int:
+        try:
+            return handler(args)
+        except _user_errors() as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+@_reporting_errors
+def cmd_check(args) -> int:
+    from warpbench import testing
+    from warpbench.config import build_dataset
+
+    registry = _registry(args)
+    name, _, preset = args.plugin.partition(":")
+    preset = args.preset or preset or "default"
+    config = None
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        if args.config != DEFAULT_CONFIG:
+            raise
+        config_problem = str(exc)  # only datasets.yaml blocks need it
+    else:
+        config_problem = ""
+
+    def method_reports(method_name: str) -> list:
+        method = registry.methods[method_name]
+        presets = list(method.presets) if preset == "*" else [preset]
+        if preset != "*" and preset not in method.presets:
+            raise ConfigError(f"method {method_name!r} has no preset {preset!r} "
+                              f"(presets: {', '.join(method.presets)})")
+        return [testing.check_method(method, p, device=args.device, time_limit=args.time_limit)
+                for p in presets]
+
+    def dataset_reports(kind: str) -> list:
+        blocks = [n for n, b in (config.datasets.items() if config else [])
+                  if isinstance(b, dict) and b.get("plugin") == kind]
+        if blocks:
+            dataset = build_dataset(config, blocks[0], registry.dataset_kinds)
+            print(f"checking dataset kind {kind!r} through its first datasets.yaml block, "
+                  f"{blocks[0]!r}", file=sys.stderr)
+        else:
+            base = config.base_dir if config else Path(".")
+            dataset = registry.dataset_kinds[kind](kind, {}, base)
+        return [testing.check_dataset(dataset, max_subjects=args.max_subjects)]
+
+    reports, problems = [], []
+    if name in registry.methods:
+        reports = method_reports(name)
+    elif name in registry.dataset_kinds:
+        reports = dataset_reports(name)
+    elif config is not None and name in config.datasets:
+        dataset = build_dataset(config, name, registry.dataset_kinds)
+        reports = [testing.check_dataset(dataset, max_subjects=args.max_subjects)]
+    elif name in registry.plugins:
+        problems = [p.reason for p in registry.problems if p.plugin == name]
+        for item in registry.plugins[name].registered:
+            kind, _, thing = item.partition(":")
+            if kind == "method":
+                reports += method_reports(thing)
+            elif kind == "dataset":
+                reports += dataset_reports(thing)
+        if not reports and not problems:
+            problems = ["registers no method and no dataset kind"]
+    else:
+        known = sorted({*registry.methods, *registry.dataset_kinds, *registry.plugins,
+                        *(config.datasets if config else ())})
+        hint = f" ({config_problem})" if config_problem else ""
+        raise ConfigError(f"no method, dataset kind, dataset or plugin named {name!r}{hint}; "
+                          f"known: {', '.join(known)}")
+    for reason in problems:
+        print(f"FAIL plugin-loads: plugin {name!r}: {reason}")
+    for report in reports:
+        print(report.format())
+    failed = sum(not r.ok for r in reports) + len(problems)
+    print(f"{len(reports)} checked, {failed} with broken rules", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@_reporting_errors
+def cmd_new_plugin(args) -> int:
+    from warpbench.scaffold import create_plugin, names
+
+    written = create_plugin(args.name, args.kind, args.dir)
+    root = Path(args.dir) if args.dir else Path(names(args.name, args.kind)["__DIST__"])
+    for path in written:
+        print(path)
+    print(f"\nnext: pip install -e {root}   then: warpbench check {args.name}   and: "
+          f"pytest {root}", file=sys.stderr)
+    return 0
+
+
+@_reporting_errors
+def cmd_ci(args) -> int:
+    from warpbench.ci import run_ci
+
+    registry = _registry(args)
+    config = load_config(args.config)
+    result = run_ci(registry, config, args.suite, args.out, methods=args.method or [],
+                    baseline=args.baseline, threshold=args.threshold, device=args.device,
+                    progress=not args.quiet)
+    print(result.markdown)
+    print(f"wrote {result.store}, {result.summary} and {len(result.exports)} Parquet files "
+          f"under {Path(args.out) / 'parquet'}", file=sys.stderr)
+    return result.exit_code
+
+
+@_reporting_errors
+def cmd_merge(args) -> int:
+    out = Path(args.output).resolve()
+    sources = [Path(s) for s in args.stores]
+    kept = [s for s in sources if s.resolve() != out]
+    if len(kept) < len(sources):
+        print(f"note: {args.output} is the output; its rows are kept as they are", file=sys.stderr)
+    added = Store(args.output).merge_from(kept)
+    counts = ", ".join(f"{n} {table}" for table, n in added.items())
+    print(f"merged {len(kept)} store(s) into {args.output}: added {counts}")
+    return 0
+
+
+@_reporting_errors
+def cmd_export(args) -> int:
+    for path in Store(args.db).export_tables(args.out, args.format):
+        print(path)
+    return 0
+
+
+@_reporting_errors
+def cmd_export_fields(args) -> int:
+    from warpbench.fields import export_run_fields
+
+    registry = _registry(args)
+    config = load_config(args.config)
+    store = Store(args.db)
+    store.check_file()
+    summary = export_run_fields(store, registry, config, args.run, args.out, args.format,
+                                device=args.device, progress=not args.quiet)
+    print(f"wrote {len(summary.written)} fields to {summary.folder}")
+    for problem in summary.failed:
+        print(f"failed: {problem}", file=sys.stderr)
+    for problem in summary.not_reproduced:
+        print(f"not reproduced: {problem}", file=sys.stderr)
+    return 1 if summary.failed or summary.not_reproduced else 0
+
+
+def _add_authoring_commands(commands) -> None:
+    check = commands.add_parser(
+        "check", help="put a method, dataset kind, dataset or plugin through the contract")
+    check.add_argument("plugin", metavar="NAME",
+                       help="a method (NAME[:PRESET]), dataset kind, datasets.yaml dataset, "
+                            "or plugin entry-point name")
+    check.add_argument("--preset", help="a method's preset, or * for all (default: default)")
+    check.add_argument("--config", default=DEFAULT_CONFIG)
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--max-subjects", type=int, help="load at most this many subjects")
+    check.add_argument("--time-limit", type=float, default=120.0,
+                       help="seconds one registration of the check may take")
+    check.set_defaults(handler=cmd_check)
+
+    new = commands.add_parser("new-plugin", help="scaffold an installable plugin package")
+    new.add_argument("name", metavar="NAME", help="method name or dataset kind, e.g. my-method")
+    new.add_argument("--kind", choices=["method", "dataset"], default="method")
+    new.add_argument("--dir", help="folder to create (default: ./warpbench-NAME)")
+    new.set_defaults(handler=cmd_new_plugin)
+
+    ci = commands.add_parser("ci", help="evaluate a suite afresh, export it, and judge it "
+                                        "against a baseline store (exit 1 on failure/regression)")
+    ci.add_argument("--suite", default="quick")
+    ci.add_argument("--method", action="append", metavar="NAME[:PRESET]",
+                    help="also evaluate this method (the plugin under test); repeatable")
+    ci.add_argument("--baseline", metavar="OLD.duckdb", help="store to compare mean Dice with")
+    ci.add_argument("--threshold", type=float, default=0.02,
+                    help="largest allowed drop of a configuration's mean Dice (default 0.02)")
+    ci.add_argument("--out", default="results/ci",
+                    help="folder for warpbench.duckdb, parquet/ and summary.md")
+    ci.add_argument("--config", default=DEFAULT_CONFIG)
+    ci.add_argument("--device")
+    ci.add_argument("--quiet", action="store_true", help="no progress bars")
+    ci.set_defaults(handler=cmd_ci)
+
+    merge = commands.add_parser("merge", help="combine stores without duplicated rows")
+    merge.add_argument("stores", nargs="+", metavar="STORE.duckdb")
+    merge.add_argument("-o", "--output", required=True, metavar="ALL.duckdb",
+                       help="the merged store (created, or added to when it exists)")
+    merge.set_defaults(handler=cmd_merge)
+
+    export = commands.add_parser("export", help="write the store's tables as Parquet or CSV")
+    export.add_argument("--db", default=DEFAULT_DB)
+    export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.set_defaults(handler=cmd_export)
+
+    fields = commands.add_parser(
+        "export-fields", help="re-create a run's fields as Learn2Reg disp_{fixed}_{moving} files")
+    fields.add_argument("--db", default=DEFAULT_DB)
+    fields.add_argument("--run", required=True, metavar="RUN_ID", help="a run id or its prefix")
+    fields.add_argument("--out", required=True, metavar="DIR")
+    fields.add_argument("--format", choices=["nii.gz", "nii", "npz", "npy"], default="nii.gz")
+    fields.add_argument("--config", default=DEFAULT_CONFIG)
+    fields.add_argument("--device")
+    fields.add_argument("--quiet", action="store_true", help="no progress bar")
+    fields.set_defaults(handler=cmd_export_fields)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warpbench", description=__doc__)
     parser.add_argument("--strict", action="store_true",
@@ -166,13 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="print the leaderboard")
     board.add_argument("--db", default=DEFAULT_DB)
     board.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_authoring_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"plugins": cmd_plugins, "datasets": cmd_datasets, "run": cmd_run,
-               "leaderboard": cmd_leaderboard}[args.command]
+               "leaderboard": cmd_leaderboard}.get(args.command) or args.handler
     try:
         return handler(args)
     except (ConfigError, plugin_loading.PluginError) as exc:

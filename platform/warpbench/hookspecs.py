@@ -25,3 +25,9 @@ def register_datasets(register):
 def register_executors(register):
     """Call ``register(name, executor_class)`` for each way of running evaluation work
     (see :mod:`warpbench.executors`)."""
+
+
+@hookspec
+def register_reported_results(register):
+    """Call ``register(result)`` for each :class:`warpbench.literature.ReportedResult`: one score
+    a paper reports, with its source (paper, table, dataset, metric, how the method was set up)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -9,6 +10,15 @@ import torch
 
 FAMILIES = ("classical", "learning", "baseline")
 SUPERVISION = ("none", "labels")
+
+
+@dataclass(frozen=True)
+class PairIds:
+    """Which pair is being registered: passed only to methods that set ``wants_pair``."""
+
+    dataset: str
+    fixed: str
+    moving: str
 
 
 class Method:
@@ -24,6 +34,10 @@ class Method:
     version: ClassVar[str] = "0"
     description: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    #: A method that looks results up by pair rather than computing them from the images (such
+    #: as fields precomputed elsewhere) sets this, and ``register`` is then also given
+    #: ``pair=PairIds(dataset, fixed, moving)``. A method that registers images leaves it False.
+    wants_pair: ClassVar[bool] = False
 
     def register(
         self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device

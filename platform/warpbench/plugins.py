@@ -20,6 +20,7 @@ import pluggy
 
 from warpbench import hookspecs
 from warpbench.datasets import Dataset
+from warpbench.literature import ReportedResult
 from warpbench.methods import Method
 
 ENTRY_POINT_GROUP = "warpbench"
@@ -54,6 +55,7 @@ class Registry:
     methods: dict[str, Method] = field(default_factory=dict)
     dataset_kinds: dict[str, type[Dataset]] = field(default_factory=dict)
     executors: dict[str, type] = field(default_factory=dict)
+    reported_results: dict[str, ReportedResult] = field(default_factory=dict)  # by .key
     owner: dict[str, str] = field(default_factory=dict)  # "method:NAME" -> plugin name
     problems: list[PluginProblem] = field(default_factory=list)
 
@@ -97,6 +99,7 @@ def load_registry(extra_plugins=(), strict: bool = False) -> Registry:
     _collect(manager, registry, "register_methods", "method", _add_method)
     _collect(manager, registry, "register_datasets", "dataset", _add_dataset_kind)
     _collect(manager, registry, "register_executors", "executor", _add_executor)
+    _collect(manager, registry, "register_reported_results", "reported", _add_reported_result)
     if strict and registry.problems:
         raise PluginError("; ".join(str(p) for p in registry.problems))
     return registry
@@ -158,6 +161,17 @@ def _add_executor(registry: Registry, name, cls, commit: bool = False) -> str:
     if commit:
         registry.executors[name] = cls
     return name
+
+
+def _add_reported_result(registry: Registry, result, commit: bool = False) -> str:
+    if not isinstance(result, ReportedResult):
+        raise TypeError(f"expected a warpbench.literature.ReportedResult, got {result!r}")
+    problems = result.check()
+    if problems:
+        raise ValueError(f"reported result {result.key!r} " + ", ".join(problems))
+    if commit:
+        registry.reported_results[result.key] = result
+    return result.key
 
 
 def _describe(exc: BaseException) -> str:

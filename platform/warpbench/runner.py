@@ -19,7 +19,7 @@ import torch
 
 from warpbench import metrics
 from warpbench.datasets import Dataset, Pair, Subject
-from warpbench.methods import Method
+from warpbench.methods import Method, PairIds
 from warpbench.spatial import InvalidField, validate_displacement, warp_labels
 
 MEMORY_POLL_SECONDS = 0.02
@@ -41,6 +41,8 @@ class PairResult:
     seconds: float | None = None
     peak_memory_mb: float | None = None
     device: str = ""
+    #: The validated field itself, kept only when ``evaluate_pair(keep_field=True)`` asked for it.
+    displacement: np.ndarray | None = field(default=None, repr=False)
 
 
 class PairTimeout(RuntimeError):
@@ -96,8 +98,10 @@ def evaluate_pair(
     device: torch.device,
     time_limit: float | None = None,
     seed: int = 0,
+    keep_field: bool = False,
 ) -> PairResult:
-    """Register ``moving`` onto ``fixed`` with ``method`` and score the result."""
+    """Register ``moving`` onto ``fixed`` with ``method`` and score the result (keeping the
+    field in ``result.displacement`` when ``keep_field``)."""
     result = PairResult(fixed.id, moving.id, status="failed", device=str(device))
     try:
         if fixed.image.shape != moving.image.shape:
@@ -106,8 +110,9 @@ def evaluate_pair(
                 f"{moving.id} has {moving.image.shape}; a dataset must bring subjects to one grid"
             )
         torch.manual_seed(seed)
+        extra = {"pair": PairIds(dataset.name, fixed.id, moving.id)} if method.wants_pair else {}
         disp, result.seconds, result.peak_memory_mb = _run_with_limit(
-            lambda: method.register(fixed.image, moving.image, dict(params), device),
+            lambda: method.register(fixed.image, moving.image, dict(params), device, **extra),
             time_limit,
             device,
         )
@@ -136,6 +141,8 @@ def evaluate_pair(
     result.mean_hd95 = _finite_or_none(scores["mean_hd95"])
     result.sdlogj = _finite_or_none(scores["sdlogj"])
     result.folding_percent = _finite_or_none(scores["folding_percent"])
+    if keep_field:
+        result.displacement = disp
     return result
 
 

@@ -318,3 +318,193 @@ class Store:
             "SELECT 1 FROM datasets WHERE dataset = ? AND fingerprint = ?", [name, fingerprint]
         )
         return not found.empty
+
+    # --- reads for the leaderboard app's analyses, and bulk appends ----------------------------
+    # (Kept together at the end of the class: the app's pages read through these.)
+    def pair_scores(self) -> pd.DataFrame:
+        """Every pair's latest attempt in each configuration's latest complete run (the runs
+        ``leaderboard()`` shows): the raw material of confidence intervals, paired tests and box
+        plots. Failed pairs are included (``status`` says so; their scores are NULL).
+
+        The run's description is not repeated on every pair row (at 100,000 rows the repeated
+        text costs more than the scores): join on ``run_id`` with ``leaderboard()``."""
+        return self._read(_PAIR_SCORES_SQL, columns=PAIR_SCORE_COLUMNS)
+
+    def content_stamp(self) -> tuple:
+        """A cheap fingerprint of the store's content (row counts, newest pair and run end,
+        complete runs, dataset rows): rows are only appended, and a run's status and end time are
+        the only updates, so equal stamps mean equal content and cached analyses can be reused.
+        Empty for a missing file or one without runs."""
+        found = self._read(
+            """SELECT (SELECT count(*) FROM runs) AS runs,
+                      (SELECT count(*) FILTER (WHERE status = 'complete') FROM runs) AS complete,
+                      (SELECT max(ended_at) FROM runs) AS ended,
+                      (SELECT count(*) FROM pairs) AS pairs,
+                      (SELECT max(finished_at) FROM pairs) AS finished,
+                      (SELECT count(*) FROM datasets) AS datasets""")
+        return tuple(str(v) for v in found.iloc[0]) if not found.empty else ()
+
+    def failed_pairs(self) -> pd.DataFrame:
+        """Pairs whose latest attempt failed, in every run (complete or not), with the error and
+        the run's method, preset and dataset; newest first."""
+        return self._read(
+            """SELECT r.run_id, r.method, r.preset, r.dataset, r.train_dataset, r.status AS run_status,
+                      p.fixed, p.moving, p.attempt, p.error, p.device, p.finished_at
+               FROM latest_pairs p JOIN runs r USING (run_id)
+               WHERE p.status <> 'ok'
+               ORDER BY p.finished_at DESC, r.method, p.fixed, p.moving""",
+            columns=["run_id", "method", "preset", "dataset", "train_dataset", "run_status",
+                     "fixed", "moving", "attempt", "error", "device", "finished_at"],
+        )
+
+    def append_frame(self, table: str, frame: pd.DataFrame) -> int:
+        """Append the rows of ``frame`` to ``runs``, ``pairs``, ``labels`` or ``datasets`` in one
+        transaction, matching columns by name (missing ones are NULL); returns the row count.
+        For bulk imports and benchmarks: one statement instead of a round trip per row."""
+        if table not in _APPENDABLE_TABLES:
+            raise ValueError(f"cannot append to {table!r}; tables: {', '.join(_APPENDABLE_TABLES)}")
+        self.initialise()
+        with self._write() as con:
+            con.register("incoming_frame", frame)
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_frame")
+            finally:
+                con.unregister("incoming_frame")
+        return len(frame)
+
+    # --- merging stores and exporting tables (`warpbench merge`, `warpbench export`) -----------
+    # A run's rows share its run_id, which is a random UUID made when the run began, so the same
+    # run_id in two files is the same run (a copy, or a later state of it), never a clash.
+
+    #: The tables that hold results, in the order they are merged and exported.
+    RESULT_TABLES = ("runs", "pairs", "labels", "datasets")
+    #: The columns that make two rows the same row.
+    _ROW_KEYS = {
+        "runs": ("run_id",),
+        "pairs": ("run_id", "fixed", "moving", "attempt"),
+        "labels": ("run_id", "fixed", "moving", "attempt", "label"),
+        "datasets": ("dataset", "fingerprint"),
+        "run_sources": ("run_id", "source"),
+    }
+    _RUN_SOURCES_SCHEMA = """
+        CREATE TABLE IF NOT EXISTS run_sources (
+            run_id VARCHAR NOT NULL, source VARCHAR NOT NULL, merged_at TIMESTAMP)"""
+
+    def _tables(self, con, catalog: str | None = None) -> set[str]:
+        where = "WHERE table_catalog = ?" if catalog else ""
+        rows = con.execute(
+            f"SELECT table_name FROM information_schema.tables {where}", [catalog] if catalog else []
+        ).fetchall()
+        return {name for (name,) in rows}
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreFileError` naming the file unless it is a warpbench store."""
+        if not self.path.is_file():
+            raise StoreFileError(f"{self.path}: no such file")
+        try:
+            with self._connect(read_only=True) as con:
+                tables = self._tables(con)
+        except StoreBusy:
+            raise
+        except duckdb.Error as exc:
+            raise StoreFileError(f"{self.path}: not a DuckDB file ({exc})") from None
+        missing = sorted(set(self.RESULT_TABLES) - tables)
+        if missing:
+            raise StoreFileError(f"{self.path}: not a warpbench store (no table {', '.join(missing)})")
+
+    def export_tables(self, folder: str | Path, fmt: str = "parquet") -> list[Path]:
+        """Write each results table (and ``run_sources`` when the store has one) to
+        ``folder/<table>.<fmt>``, ``fmt`` being ``parquet`` or ``csv`` (with a header row)."""
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"unknown export format {fmt!r}; expected parquet or csv")
+        self.check_file()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+        written = []
+        with self._connect(read_only=True) as con:
+            tables = [t for t in (*self.RESULT_TABLES, "run_sources") if t in self._tables(con)]
+            for table in tables:
+                path = folder / f"{table}.{fmt}"
+                con.execute(f"COPY {table} TO {_sql_string(path)} ({options})")
+                written.append(path)
+        return written
+
+    def merge_from(self, sources) -> dict[str, int]:
+        """Add to this store every row of the ``sources`` (paths of other stores) that it lacks,
+        and return how many rows each table gained. Rows are the same when their keys
+        (``_ROW_KEYS``) match, so merging a file twice, or two files holding one run, adds each
+        row once; a run found in several files keeps the row of its latest end (its most advanced
+        state). Every run's provenance columns are kept as they were; ``run_sources`` also records
+        which file each run was merged from (and keeps the sources' own records)."""
+        sources = [Path(s) for s in sources]
+        for source in sources:
+            Store(source).check_file()
+        if self.path.exists():
+            self.check_file()
+        self.initialise()
+        added = dict.fromkeys([*self.RESULT_TABLES, "run_sources"], 0)
+        with self._connect(read_only=False) as con:
+            con.execute(self._RUN_SOURCES_SCHEMA)
+            for index, source in enumerate(sources):
+                alias = f"merge_source_{index}"
+                con.execute(f"ATTACH {_sql_string(source.resolve())} AS {alias} (READ_ONLY)")
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        self._merge_one(con, alias, str(source.resolve()), added)
+                        con.execute("COMMIT")
+                    except BaseException as exc:
+                        con.execute("ROLLBACK")
+                        if isinstance(exc, duckdb.Error):
+                            raise StoreFileError(f"{source}: cannot be merged: {exc}") from None
+                        raise
+                finally:
+                    con.execute(f"DETACH {alias}")
+        return added
+
+    def _merge_one(self, con, alias: str, source: str, added: dict[str, int]) -> None:
+        def insert_missing(table: str, select: str) -> None:
+            same = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in self._ROW_KEYS[table])
+            before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({select}) s "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same})")
+            added[table] += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
+        # A run present in both: take the source's status and end when it got further.
+        con.execute(
+            f"""UPDATE runs SET status = s.status, ended_at = s.ended_at
+                FROM {alias}.runs s
+                WHERE runs.run_id = s.run_id AND s.ended_at IS NOT NULL
+                  AND (runs.ended_at IS NULL OR s.ended_at > runs.ended_at)""")
+        insert_missing("run_sources", f"""
+            SELECT run_id, {_sql_string(source)} AS source, now()::TIMESTAMP AS merged_at
+            FROM {alias}.runs""")
+        if "run_sources" in self._tables(con, alias):
+            insert_missing("run_sources", f"SELECT * FROM {alias}.run_sources")
+        for table in self.RESULT_TABLES:
+            insert_missing(table, f"SELECT * FROM {alias}.{table}")
+
+
+class StoreFileError(ValueError):
+    """A path given as a store that is missing, not a DuckDB file, or not a warpbench store."""
+
+
+def _sql_string(value) -> str:
+    """A single-quoted SQL string literal (for file paths in COPY and ATTACH, which take no
+    parameters)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+_APPENDABLE_TABLES = ("runs", "pairs", "labels", "datasets")
+
+PAIR_SCORE_COLUMNS = [
+    "run_id", "fixed", "moving", "status", "mean_dice", "mean_hd95", "sdlogj", "folding_percent",
+    "seconds", "peak_memory_mb",
+]
+
+_PAIR_SCORES_SQL = """
+SELECT p.run_id, p.fixed, p.moving, p.status, p.mean_dice, p.mean_hd95, p.sdlogj,
+       p.folding_percent, p.seconds, p.peak_memory_mb
+FROM latest_pairs p WHERE p.run_id IN (SELECT run_id FROM latest_runs)
+"""

@@ -39,19 +39,19 @@ def fit_affine(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, An
     fixed, moving = to_unit_range(fixed, moving)
     scales = settings["scales"]
     iterations = per_scale(settings["iterations"], scales, "iterations")
-    loss_fn = make_loss(settings["loss"], settings["lncc_window"])
     # Optimise the offset from the identity, so that zero means "no transform".
     offset = torch.zeros(3, 4, device=fixed.device, requires_grad=True)
     identity = torch.eye(3, 4, device=fixed.device)
     optimiser = torch.optim.Adam([offset], lr=settings["learning_rate"])
     for scale, steps in zip(scales, iterations):
         fixed_s, moving_s = shrink_image(fixed, scale), shrink_image(moving, scale)
+        loss_fn = make_loss(settings["loss"], fixed_s, settings["lncc_window"])
         convergence = Convergence(settings["check_every"], settings["tolerance"])
         for iteration in range(1, steps + 1):
             optimiser.zero_grad(set_to_none=True)
             with torch.enable_grad():  # callers may hold no_grad, e.g. greedy's initialisation
                 disp = affine_displacement(identity + offset, fixed_s.shape[2:])
-                loss = loss_fn(fixed_s, warp_tensor(moving_s, disp))
+                loss = loss_fn(warp_tensor(moving_s, disp))
                 loss.backward()
             optimiser.step()
             if convergence.converged(iteration, loss.detach()):

@@ -1,6 +1,7 @@
 """Image dissimilarities minimised by the classical methods; lower is better for all of them.
 
-Each takes the fixed and the moved image as (N, 1, D, H, W) tensors and returns a scalar tensor.
+Each is built once per fixed image (N, 1, D, H, W), precomputing what depends on it alone, and
+returns a function of the moved image that gives a scalar tensor.
 """
 
 from __future__ import annotations
@@ -19,35 +20,48 @@ FLAT_VARIANCE = 1e-6
 # Guards the global NCC's denominator against two constant images.
 CORRELATION_EPS = 1e-10
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def lncc_loss(fixed: torch.Tensor, moved: torch.Tensor, window: int) -> torch.Tensor:
-    """Negative mean squared local normalised cross-correlation over cubic windows of ``window``
-    voxels. Local statistics make it robust to slow intensity changes between the images; the
-    window means come from separable box filters, so the cost does not grow with window**3.
-    Squared, so it is 1 wherever the images agree up to a local linear intensity map."""
-    stats = box_mean(torch.cat([fixed, moved, fixed * fixed, moved * moved, fixed * moved], 1), window)
-    mean_f, mean_m, mean_ff, mean_mm, mean_fm = stats.split(1, dim=1)
-    cross = mean_fm - mean_f * mean_m
+def lncc_loss(fixed: torch.Tensor, window: int) -> LossFn:
+    """Negative mean squared local normalised cross-correlation with ``fixed`` over cubic windows
+    of ``window`` voxels. Local statistics make it robust to slow intensity changes between the
+    images; squared, it is 1 wherever they agree up to a local linear intensity map. Window means
+    come from separable box filters, and the fixed image's are computed once, here."""
+    mean_f, mean_ff = box_mean(torch.cat([fixed, fixed * fixed], 1), window).split(1, dim=1)
     var_f = mean_ff - mean_f * mean_f
-    var_m = mean_mm - mean_m * mean_m
-    textured = (var_f > FLAT_VARIANCE) & (var_m > FLAT_VARIANCE)
-    squared_cc = cross * cross / (var_f * var_m).clamp_min(FLAT_VARIANCE**2)
-    return -torch.where(textured, squared_cc, torch.zeros_like(squared_cc)).mean()
+    textured_f = var_f > FLAT_VARIANCE
+
+    def loss(moved: torch.Tensor) -> torch.Tensor:
+        stats = box_mean(torch.cat([moved, moved * moved, fixed * moved], 1), window)
+        mean_m, mean_mm, mean_fm = stats.split(1, dim=1)
+        cross = mean_fm - mean_f * mean_m
+        var_m = mean_mm - mean_m * mean_m
+        squared_cc = cross * cross / (var_f * var_m).clamp_min(FLAT_VARIANCE**2)
+        textured = textured_f & (var_m > FLAT_VARIANCE)
+        return -torch.where(textured, squared_cc, torch.zeros_like(squared_cc)).mean()
+
+    return loss
 
 
-def ncc_loss(fixed: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-    """Negative global normalised cross-correlation: one linear intensity relation for the whole
-    image, which is enough (and smoother to optimise) for a global affine."""
-    f = fixed - fixed.mean()
-    m = moved - moved.mean()
-    return -(f * m).sum() / torch.sqrt((f * f).sum() * (m * m).sum() + CORRELATION_EPS)
+def ncc_loss(fixed: torch.Tensor) -> LossFn:
+    """Negative global normalised cross-correlation with ``fixed``: one linear intensity relation
+    for the whole image, which is enough (and smoother to optimise) for a global affine."""
+    centred_f = fixed - fixed.mean()
+    norm_f = torch.sqrt((centred_f * centred_f).sum())
+
+    def loss(moved: torch.Tensor) -> torch.Tensor:
+        centred_m = moved - moved.mean()
+        norm_m = torch.sqrt((centred_m * centred_m).sum())
+        return -(centred_f * centred_m).sum() / (norm_f * norm_m + CORRELATION_EPS)
+
+    return loss
 
 
-def mse_loss(fixed: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-    """Mean squared intensity difference: right only when both images share one intensity scale."""
-    return ((fixed - moved) ** 2).mean()
+def mse_loss(fixed: torch.Tensor) -> LossFn:
+    """Mean squared intensity difference from ``fixed``: right only when both images share one
+    intensity scale."""
+    return lambda moved: ((fixed - moved) ** 2).mean()
 
 
 def to_unit_range(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,12 +75,13 @@ def to_unit_range(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tens
 LOSSES = ("lncc", "ncc", "mse")
 
 
-def make_loss(name: str, window: int) -> LossFn:
-    """The loss called ``name`` (one of :data:`LOSSES`); ``window`` is LNCC's, in voxels."""
+def make_loss(name: str, fixed: torch.Tensor, window: int) -> LossFn:
+    """The loss called ``name`` (one of :data:`LOSSES`) against ``fixed``, as a function of the
+    moved image; ``window`` is LNCC's, in voxels."""
     if name == "lncc":
-        return lambda fixed, moved: lncc_loss(fixed, moved, window)
+        return lncc_loss(fixed, window)
     if name == "ncc":
-        return ncc_loss
+        return ncc_loss(fixed)
     if name == "mse":
-        return mse_loss
+        return mse_loss(fixed)
     raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")

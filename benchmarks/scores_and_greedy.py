@@ -1,14 +1,19 @@
-"""Dice and HD95 on a real FreeSurfer aseg: warpbench's one-pass scores against naive loops.
+"""The walking skeleton's figures, side by side in one run.
 
-The naive versions are what the scores replace: Dice with one full-volume comparison per label,
-HD95 with full-volume surfaces and distance transforms per label. The "moved" map is the aseg
-pulled back through a known smooth random field, so both sides of every label are present.
+1. Dice and HD95 on a real FreeSurfer aseg: warpbench's one-pass scores against naive loops (Dice
+   with one full-volume comparison per label, HD95 with full-volume surfaces and distance
+   transforms per label). The "moved" map is the aseg pulled back through a known smooth random
+   field, so both sides of every label are present.
+2. greedy against identity, seconds per pair and mean Dice, on a synthetic dataset and on the
+   hippocampus data, as datasets.yaml declares them.
 
-Run from anywhere: ``.venv/bin/python benchmarks/scores.py`` (needs ../shared/data/brain).
+Run from the repository root: ``.venv/bin/python benchmarks/scores_and_greedy.py`` (needs
+../shared/data; ``--pairs N`` sets the pairs per dataset, default 10).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,10 +22,16 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from warpbench.config import build_dataset, load_config
+from warpbench.executors import default_device
 from warpbench.metrics import dice, hd95
+from warpbench.plugins import load_registry
+from warpbench.runner import evaluate_pair
 from warpbench.spatial import spacing_from_affine, warp_labels
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "brain"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / ".." / "shared" / "data" / "brain"
+GREEDY_DATASETS = ("synth-distinct", "hippocampus")
 LABEL_MAP = DATA / "subject_a_labels.nii.gz"
 EVAL_LABELS = DATA / "eval_labels.txt"
 PEAK_DISPLACEMENT = 2.0  # voxels, per component
@@ -66,7 +77,7 @@ def best_time(function, repeats: int) -> tuple[float, np.ndarray]:
     return min(times), result
 
 
-def main() -> None:
+def benchmark_scores() -> None:
     if not (LABEL_MAP.is_file() and EVAL_LABELS.is_file()):
         sys.exit(f"benchmark data not found: expected {LABEL_MAP.resolve()} and {EVAL_LABELS.resolve()}")
     image = nib.load(LABEL_MAP)
@@ -104,6 +115,47 @@ def main() -> None:
         )
     print()
     print("times: best of 3 runs, except the naive HD95 (1 run); agreement: max over the labels")
+
+
+def benchmark_greedy(pairs: int) -> None:
+    registry = load_registry(strict=True)
+    config = load_config(REPO / "datasets.yaml")
+    device = default_device()
+    print(f"\nregistration on {device}, first {pairs} test pairs per dataset")
+    header = f"{'dataset':<16} {'method':<9} {'mean Dice':>9} {'folding %':>9} {'s/pair':>8}"
+    print(header)
+    print("-" * len(header))
+    for name in GREEDY_DATASETS:
+        dataset = build_dataset(config, name, registry.dataset_kinds)
+        available, reason = dataset.availability()
+        if not available:
+            print(f"{name:<16} skipped: {reason}")
+            continue
+        rows = {}
+        for method_name in ("identity", "greedy"):
+            method = registry.methods[method_name]
+            results = []
+            for pair in dataset.pairs("test")[:pairs]:
+                fixed, moving = dataset.load(pair.fixed), dataset.load(pair.moving)
+                results.append(evaluate_pair(method, method.presets["default"], dataset, fixed, moving, device))
+            failed = [r.error for r in results if r.status != "ok"]
+            if failed:
+                sys.exit(f"{method_name} failed on {name}: {failed[0]}")
+            rows[method_name] = (
+                np.mean([r.mean_dice for r in results]),
+                np.mean([r.folding_percent for r in results]),
+                np.mean([r.seconds for r in results]),
+            )
+        for method_name, (mean_dice, folding, seconds) in rows.items():
+            print(f"{name:<16} {method_name:<9} {mean_dice:9.3f} {folding:9.4f} {seconds:8.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=10)
+    args = parser.parse_args()
+    benchmark_scores()
+    benchmark_greedy(args.pairs)
 
 
 if __name__ == "__main__":

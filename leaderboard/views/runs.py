@@ -1,0 +1,58 @@
+"""Runs: every run with its provenance and status, and every failed pair with its error."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+import loaders
+import tables
+
+TITLE = "Runs"
+ICON = ":material/history:"
+URL_PATH = "runs"
+
+
+def render(db_path: str) -> None:
+    st.title("Runs and provenance")
+    loaders.refresh_button()
+    runs = loaders.read_or_explain(db_path, loaders.load_runs)
+    if runs is None:
+        return
+    if runs.empty:
+        st.info(tables.empty_store_message(db_path, runs))
+        return
+    statuses = tables.filter_options(runs, "status")
+    chosen = st.multiselect("Status", statuses, key="status", bind="query-params",
+                            placeholder="All statuses")
+    shown = runs[runs["status"].isin(chosen)] if chosen else runs
+    failed_runs = int((shown["pairs_failed"] > 0).sum())
+    st.caption(f"{len(shown)} of {len(runs)} runs, newest first; {failed_runs} with failed pairs. "
+               "A run is `running` while it writes, `interrupted` when stopped (run the same "
+               "command to resume), `complete` when every pair has an outcome.")
+    st.dataframe(tables.runs_table(shown), hide_index=True, column_config={
+        "Duration (s)": st.column_config.NumberColumn("Duration (s)", format="%.1f")})
+
+    st.header("Failed pairs")
+    failures = loaders.read_or_explain(db_path, loaders.load_failed_pairs)
+    if failures is not None:
+        failures = failures[failures["run_id"].isin(shown["run_id"])]
+        if failures.empty:
+            st.success("No pair failed in these runs.")
+        else:
+            st.dataframe(failures[tables.FAILURE_COLUMNS], hide_index=True)
+
+    st.header("One run's provenance")
+    records = shown.to_dict("records")
+    labels = {r["run_id"]: tables.run_choice_label(r) for r in records}
+    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="run_detail")
+    if run_id:
+        record = next(r for r in records if r["run_id"] == run_id)
+        detail = {k: tables.json_safe(v) for k, v in record.items()}
+        if isinstance(detail.get("params"), str):
+            try:
+                detail["params"] = json.loads(detail["params"])
+            except ValueError:
+                pass
+        st.json(detail)

@@ -1,0 +1,212 @@
+"""Displacement fields on disk, in the Learn2Reg layout, and re-creating a stored run's fields.
+
+A file ``disp_{fixed}_{moving}.nii.gz`` (or ``.nii``, ``.npz``, ``.npy``) holds the pull-back
+displacement of one pair channels-last, (D, H, W, 3), in voxels of the fixed grid: the
+Learn2Reg convention; in memory warpbench keeps it channels-first, (3, D, H, W). Files are read
+without pickle (``np.load(..., allow_pickle=False)``), so a field file cannot run code.
+
+The store keeps scores, not fields. A run's fields are re-created by running its method again
+with the run's preset and seed on the same dataset (:func:`export_run_fields`); each re-created
+pair is scored again and compared with the stored scores, so a method that does not reproduce
+its own result is reported rather than exported silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("nii.gz", "nii", "npz", "npy")
+#: Stored and re-created mean Dice may differ by this much before a pair counts as not reproduced.
+REPRODUCE_TOLERANCE = 1e-6
+
+
+class FieldFileError(ValueError):
+    """A field file that cannot be used; the message names the file."""
+
+
+class ExportError(ValueError):
+    """A run whose fields cannot be re-created; the message says why."""
+
+
+def field_name(fixed: str, moving: str, fmt: str = "nii.gz") -> str:
+    return f"disp_{fixed}_{moving}.{fmt}"
+
+
+def find_field(folder: str | Path, fixed: str, moving: str, dataset: str | None = None) -> Path | None:
+    """The pair's file in ``folder/<dataset>/`` or else ``folder/``, trying each format."""
+    folder = Path(folder)
+    places = ([folder / dataset] if dataset else []) + [folder]
+    for place in places:
+        for fmt in FORMATS:
+            path = place / field_name(fixed, moving, fmt)
+            if path.is_file():
+                return path
+    return None
+
+
+def read_field(path: str | Path, shape) -> np.ndarray:
+    """Read a Learn2Reg field file as float32 (3, D, H, W), checking it fits ``shape`` (D, H, W)."""
+    path = Path(path)
+    name = path.name
+    try:
+        if name.endswith((".nii.gz", ".nii")):
+            import nibabel as nib
+
+            data = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+            if data.ndim == 5 and data.shape[3] == 1:  # NIfTI vector fields put time on axis 3
+                data = data[:, :, :, 0, :]
+        elif name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                key = "disp" if "disp" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise FieldFileError(f"{path}: holds arrays {keys}; expected one array, "
+                                         "or one named 'disp'")
+                data = archive[key]
+        elif name.endswith(".npy"):
+            data = np.load(path, allow_pickle=False)
+        else:
+            raise FieldFileError(f"{path}: unknown format; expected one of {', '.join(FORMATS)}")
+    except FieldFileError:
+        raise
+    except Exception as exc:
+        raise FieldFileError(f"{path}: cannot read: {type(exc).__name__}: {exc}") from None
+    expected = (*tuple(shape), 3)
+    if tuple(data.shape) != expected:
+        raise FieldFileError(f"{path}: shape {tuple(data.shape)}; expected (D, H, W, 3) = "
+                             f"{expected}, voxel displacements on the fixed image's grid")
+    if not np.issubdtype(data.dtype, np.floating):
+        raise FieldFileError(f"{path}: dtype {data.dtype}; expected floating point")
+    return np.ascontiguousarray(np.moveaxis(data, -1, 0), dtype=np.float32)
+
+
+def write_field(path: str | Path, disp, affine=None) -> Path:
+    """Write a (3, D, H, W) field channels-last in the format its suffix names."""
+    path = Path(path)
+    data = np.ascontiguousarray(np.moveaxis(np.asarray(disp, dtype=np.float32), 0, -1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith((".nii.gz", ".nii")):
+        import nibabel as nib
+
+        image = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine))
+        image.header.set_data_dtype(np.float32)
+        nib.save(image, str(path))
+    elif path.name.endswith(".npz"):
+        np.savez_compressed(path, disp=data)
+    elif path.name.endswith(".npy"):
+        np.save(path, data)
+    else:
+        raise FieldFileError(f"{path}: unknown format; expected one of {', '.join(FORMATS)}")
+    return path
+
+
+@dataclass
+class ExportSummary:
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # pairs that could not be re-created
+    not_reproduced: list[str] = field(default_factory=list)  # re-created, but scored differently
+
+
+def _value(value) -> float | None:
+    """A stored number, or None for SQL NULL (which pandas reads as NaN or None)."""
+    return None if value is None or value != value else float(value)
+
+
+def find_run(store, run_id: str) -> dict:
+    """A run's row by id or unique id prefix; :class:`ExportError` otherwise."""
+    runs = store.runs()
+    if runs.empty:
+        raise ExportError(f"{store.path}: no runs")
+    matches = runs[runs["run_id"].str.startswith(run_id)] if run_id else runs.iloc[0:0]
+    if matches.empty:
+        raise ExportError(f"{store.path}: no run {run_id!r} (warpbench runs are listed by "
+                          f"`warpbench leaderboard --format csv`, column run_id)")
+    if len(matches) > 1:
+        raise ExportError(f"{store.path}: {run_id!r} matches {len(matches)} runs; give more of the id")
+    return matches.iloc[0].to_dict()
+
+
+def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt: str = "nii.gz",
+                      device=None, progress: bool = False) -> ExportSummary:
+    """Re-create the fields of a stored run's scored pairs and write them to ``out``."""
+    import torch
+
+    from warpbench.config import build_dataset
+    from warpbench.datasets import DatasetConfigError
+    from warpbench.executors import default_device
+    from warpbench.runner import evaluate_pair
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    run = find_run(store, run_id)
+    name, preset = run["method"], run["preset"]
+    method = registry.methods.get(name)
+    if method is None:
+        raise ExportError(f"run {run['run_id']} used method {name!r} (from "
+                          f"{run['plugin_distribution']} {run['plugin_version']}), which is not "
+                          "installed here, so its fields cannot be re-created")
+    if str(method.version) != str(run["method_version"]):
+        raise ExportError(f"run {run['run_id']} used {name!r} version {run['method_version']!r}; "
+                          f"version {method.version!r} is installed and may give other fields")
+    if preset not in method.presets:
+        raise ExportError(f"method {name!r} has no preset {preset!r} any more")
+    params = method.presets[preset]
+    if json.loads(run["params"]) != json.loads(json.dumps(params, sort_keys=True)):
+        raise ExportError(f"preset {name}:{preset} now has other parameters than run "
+                          f"{run['run_id']} used ({run['params']})")
+    try:
+        dataset = build_dataset(config, run["dataset"], registry.dataset_kinds)
+    except DatasetConfigError as exc:
+        raise ExportError(str(exc)) from None
+    if dataset.fingerprint() != run["dataset_fingerprint"]:
+        raise ExportError(f"dataset {run['dataset']!r} in {config.path} is not the one run "
+                          f"{run['run_id']} evaluated (its options, split or pairs changed)")
+    available, reason = dataset.availability()
+    if not available:
+        raise ExportError(f"dataset {run['dataset']!r} is unavailable: {reason}")
+
+    device = torch.device(device) if device else default_device()
+    pairs = store.pairs(run["run_id"])
+    pairs = pairs[pairs["status"] == "ok"]
+    summary = ExportSummary(Path(out))
+    subjects = {}
+
+    def subject(subject_id):
+        if subject_id not in subjects:
+            subjects[subject_id] = dataset.load(subject_id)
+        return subjects[subject_id]
+
+    rows = pairs.to_dict("records")
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, desc=f"{name}:{preset} on {run['dataset']}", unit="pair")
+    for row in rows:
+        label = f"{row['fixed']} <- {row['moving']}"
+        fixed, moving = subject(row["fixed"]), subject(row["moving"])
+        result = evaluate_pair(method, params, dataset, fixed, moving, device,
+                               seed=int(run["seed"] or 0), keep_field=True)
+        if result.status != "ok":
+            summary.failed.append(f"{label}: {result.error}")
+            continue
+        stored, now = _value(row["mean_dice"]), result.mean_dice
+        if (stored is None) != (now is None) or (
+                stored is not None and abs(stored - now) > REPRODUCE_TOLERANCE):
+            summary.not_reproduced.append(f"{label}: stored mean Dice {stored}, re-created {now}")
+        path = summary.folder / field_name(row["fixed"], row["moving"], fmt)
+        summary.written.append(write_field(path, result.displacement, fixed.affine))
+    manifest = {
+        "run_id": run["run_id"], "method": name, "preset": preset, "params": json.loads(run["params"]),
+        "method_version": run["method_version"], "dataset": run["dataset"],
+        "dataset_fingerprint": run["dataset_fingerprint"], "seed": run["seed"],
+        "layout": "disp_{fixed}_{moving}: pull-back displacement (D, H, W, 3) in voxels",
+        "files": [p.name for p in summary.written],
+    }
+    summary.folder.mkdir(parents=True, exist_ok=True)
+    (summary.folder / "fields.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return summary
