@@ -15,7 +15,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import streamlit as st
+# The pair viewer registers in worker threads, each with its own OpenMP team; with OpenMP's
+# default active waiting, idle teams spin and starve the working one on a small machine (a 0.5 s
+# registration took 40 s on 2 busy cores). Chosen before anything loads torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
 
 # The app is a folder of scripts, not an installed package: make `import tables` and
 # `import views.<page>` work under `streamlit run` and under AppTest alike.

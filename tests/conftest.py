@@ -2,9 +2,16 @@
 stay out of the test run."""
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
+
+# Registrations run in worker threads (the runner's time limit, the app's script thread), each
+# with its own OpenMP team; with OpenMP's default active waiting, idle teams spin and starve the
+# working one (a 0.5 s greedy pair took 40 s on 2 busy cores). Passive waiting must be chosen
+# before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 BUILTIN_PLUGINS = "executors,synthetic,decathlon,classical,literature,precomputed"
 os.environ.setdefault("WARPBENCH_LOAD_PLUGINS", BUILTIN_PLUGINS)
@@ -77,4 +84,9 @@ def app_store(tmp_path_factory) -> Path:
     assert main(["run", *common, "--method", "greedy:default", "--dataset", "tiny-a"]) == 0
     assert main(["run", *common, "--method", "affine", "--dataset", "tiny-d",
                  "--time-limit", "0.001"]) == 1  # every pair times out
+    # The runner abandons a timed-out pair's thread, which goes on computing; let those finish,
+    # or a short test session could exit while torch runs in them (and abort).
+    for thread in threading.enumerate():
+        if thread.name == "warpbench-pair":
+            thread.join(timeout=120)
     return db

@@ -27,13 +27,8 @@ ADAM_BETAS = (0.9, 0.999)
 # Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
 # voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients, down to
 # the float32 rounding of a pair of identical images, get proportionally shorter steps instead
-# of being normalised up to full ones.
+# of being normalised up to full ones, which keeps a pair of identical images (almost) still.
 ADAM_EPS = 0.3
-# Near the optimum a normalised step overshoots; so a step after which the loss got worse
-# halves the step length, and each one after which it improved lets it grow back by 10 %, up to
-# the learning rate. This is what leaves a pair of identical images (almost) alone.
-STEP_SHRINK = 0.5
-STEP_GROW = 1.1
 
 
 class _FieldAdam:
@@ -64,21 +59,14 @@ def _optimise_scale(
     convergence = Convergence(settings["check_every"], settings["tolerance"])
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = moving[0, 0].numel()
-    step_length = torch.full((), float(settings["learning_rate"]), device=disp.device)
-    previous_loss = None
     for iteration in range(1, iterations + 1):
         current = disp.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(warp_tensor(moving, current))
             (gradient,) = torch.autograd.grad(loss, current)
-        loss = loss.detach()
-        if previous_loss is not None:  # on the device: no wait for the loss's value
-            longer = (step_length * STEP_GROW).clamp_max(settings["learning_rate"])
-            step_length = torch.where(loss > previous_loss, step_length * STEP_SHRINK, longer)
-        previous_loss = loss
         step = gaussian_blur(adam.direction(gradient.mul_(voxels)), settings["gradient_sigma"])
-        disp = gaussian_blur(compose(disp, step.mul_(-step_length)), settings["warp_sigma"])
-        if convergence.converged(iteration, loss):
+        disp = gaussian_blur(compose(disp, step.mul_(-settings["learning_rate"])), settings["warp_sigma"])
+        if convergence.converged(iteration, loss.detach()):
             break
     return disp
 
@@ -119,8 +107,8 @@ class GreedyMethod(Method):
             "iterations": [200, 100, 50],  # at most, per scale
             "learning_rate": 0.5,  # voxels of the current scale per step and component, at most
             "loss": "lncc",  # or "mse"; "ncc" (global) is there but suits affine better
-            "lncc_window": 7,  # voxels per side; a list gives one per scale
-            "gradient_sigma": 1.5,  # voxels; smooths each update (fluid regularisation)
+            "lncc_window": 5,  # voxels per side; a list gives one per scale
+            "gradient_sigma": 1.0,  # voxels; smooths each update (fluid regularisation)
             "warp_sigma": 0.5,  # voxels; smooths the accumulated displacement (elastic)
             "affine_init": False,  # start from the affine method's default fit
             "check_every": 10,  # iterations between convergence checks
