@@ -135,6 +135,9 @@ def preset_spread_figure(summary: pd.DataFrame) -> go.Figure:
             seen.add(family)
         fig.update_xaxes(tickvals=list(range(len(methods))), ticktext=methods,
                          range=[-0.7, len(methods) - 0.3], row=r + 1, col=c + 1)
+        low, high = part["dice"].min(), part["dice"].max()
+        pad = max(0.05 * (high - low), 0.02)  # room for the preset names above the markers
+        fig.update_yaxes(range=[low - pad, high + 2 * pad], row=r + 1, col=c + 1)
     fig.update_yaxes(title_text="mean Dice", col=1)
     fig.update_layout(template=TEMPLATE, height=340 * nrows, legend_title_text="family",
                       margin=dict(t=60))

@@ -3,16 +3,16 @@
 The store keeps scores, not displacement fields (a field is 3 x D x H x W floats per pair). So the
 viewer rebuilds what it shows: it reads the run's dataset from ``datasets.yaml``, loads the two
 subjects, and evaluates the pair again through the runner's own ``evaluate_pair`` (the run's
-preset parameters and seed; the field kept), so it is warped and scored exactly as stored. For the deterministic classical methods on CPU the
-field, and so the recomputed Dice, matches the stored one; the viewer shows both so a difference
-(a changed dataset block, another method version, a GPU run) is visible rather than hidden.
+preset parameters and seed; the field kept), so it is warped and scored exactly as stored. For
+the deterministic classical methods on CPU the field, and so the recomputed Dice, matches the
+stored one; the viewer shows both, so a difference (a changed dataset block, another method
+version, a GPU run) is visible rather than hidden.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -6,7 +6,6 @@ back, so everything that decides *what* is shown can be tested without running t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -203,11 +202,12 @@ def summarise(
     scored = ok_pairs(pairs)
     low, high, worst = {}, {}, {}
     values = scored["mean_dice"].to_numpy(dtype=np.float64) if not scored.empty else np.empty(0)
-    for run_id, index in (scored.groupby("run_id", sort=False).indices.items()
-                          if not scored.empty else ()):
-        array = values[index]
-        low[run_id], high[run_id] = stats.bootstrap_ci(array, resamples=resamples, seed=seed)
-        worst[run_id] = stats.worst_quantile(array)
+    groups = scored.groupby("run_id", sort=False).indices if not scored.empty else {}
+    samples = [values[index] for index in groups.values()]
+    intervals = stats.bootstrap_cis(samples, resamples=resamples, seed=seed)
+    for run_id, sample, (lo, hi) in zip(groups, samples, intervals):
+        low[run_id], high[run_id] = lo, hi
+        worst[run_id] = stats.worst_quantile(sample)
     out["dice_ci_low"] = out["run_id"].map(low).astype("float64")
     out["dice_ci_high"] = out["run_id"].map(high).astype("float64")
     out["dice_worst30"] = out["run_id"].map(worst).astype("float64")
@@ -322,7 +322,7 @@ def best_per_group(summary: pd.DataFrame, group_column: str) -> pd.DataFrame:
     """Per dataset and group, the configuration with the highest mean Dice (its row)."""
     scored = summary[pd.to_numeric(summary["dice"], errors="coerce").notna()]
     if scored.empty:
-        return scored.assign(**{group_column: pd.Series(dtype="object")}) if group_column not in scored else scored
+        return scored if group_column in scored else scored.assign(**{group_column: None})
     order = scored.sort_values("dice", ascending=False, kind="stable")
     return order.groupby(["dataset", group_column], sort=True).head(1).sort_values(
         ["dataset", group_column]).reset_index(drop=True)

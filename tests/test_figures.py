@@ -260,7 +260,8 @@ def test_every_figure_builds_on_the_study_and_on_nothing(summary, pairs):
     empty = summary.iloc[:0]
     nothing = [
         figures.ci_figure(empty), figures.preset_spread_figure(empty),
-        figures.supervision_figure(tables.best_per_group(tables.with_groups(tables.with_labels(empty)), "group")),
+        figures.supervision_figure(
+            tables.best_per_group(tables.with_groups(tables.with_labels(empty)), "group")),
         figures.domain_heatmap_figure(pd.DataFrame()), figures.domain_drop_figure(tables.domain_drops(empty)),
         figures.box_figure(figures.box_stats(pairs.iloc[:0], summary)),
         figures.mi_dice_figure(tables.mi_points(empty, DATASETS), tables.mi_correlations(

@@ -24,6 +24,23 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     assert wider[0] < low and wider[1] > high
 
 
+def test_bootstrap_cis_of_many_samples_are_the_plain_resampling():
+    rng = np.random.default_rng(3)
+    samples = [rng.random(50), rng.random(50), rng.random(9), [0.4], [], [np.nan, 0.2, 0.3]]
+
+    def by_hand(x):  # resample the values, average each resample, take the percentiles
+        x = np.asarray(x, dtype=float)
+        x = x[np.isfinite(x)]
+        draws = np.random.default_rng(stats.SEED).integers(0, x.size, size=(stats.RESAMPLES, x.size))
+        return tuple(np.quantile(x[draws].mean(axis=1), [0.025, 0.975]))
+
+    together = stats.bootstrap_cis(samples)
+    for k in (0, 1, 2, 5):
+        assert together[k] == pytest.approx(by_hand(samples[k]), abs=1e-12)
+        assert together[k] == pytest.approx(stats.bootstrap_ci(samples[k]), abs=1e-12)
+    assert together[3] == (0.4, 0.4) and all(math.isnan(v) for v in together[4])
+
+
 def test_bootstrap_ci_edge_cases():
     assert all(math.isnan(v) for v in stats.bootstrap_ci([]))
     assert all(math.isnan(v) for v in stats.bootstrap_ci([np.nan, np.nan]))
