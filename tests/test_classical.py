@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import warpbench_classical
 from warpbench.plugins import load_registry
@@ -62,7 +63,7 @@ def smooth_diffeomorphism(shape, max_displacement: float, seed: int) -> torch.Te
     control_spacing, squarings = 8, 6  # voxels between control points; 2**6 steps
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.randn(1, 3, *(n // control_spacing + 1 for n in shape), generator=generator)
-    velocity = torch.nn.functional.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)
+    velocity = F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)
     velocity = gaussian_blur(velocity, 2.0)
     velocity *= max_displacement / velocity.abs().max()
     disp = velocity / 2**squarings
@@ -74,7 +75,8 @@ def smooth_diffeomorphism(shape, max_displacement: float, seed: int) -> torch.Te
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Mean Dice over the labels present in either map."""
     values = [v for v in np.union1d(np.unique(a), np.unique(b)) if v]
-    return float(np.mean([2 * np.sum((a == v) & (b == v)) / (np.sum(a == v) + np.sum(b == v)) for v in values]))
+    overlaps = [2 * np.sum((a == v) & (b == v)) / (np.sum(a == v) + np.sum(b == v)) for v in values]
+    return float(np.mean(overlaps))
 
 
 def folding_percent(disp: np.ndarray) -> float:
@@ -148,10 +150,19 @@ def test_greedy_rejects_an_unknown_parameter():
 def test_box_mean_is_separable_cubic_average():
     volume = torch.rand(1, 2, 9, 10, 11, generator=torch.Generator().manual_seed(0))
     window = 3
-    dense = torch.nn.functional.avg_pool3d(volume, window, stride=1)
+    dense = F.avg_pool3d(volume, window, stride=1)
     assert torch.allclose(box_mean(volume, window)[:, :, 1:-1, 1:-1, 1:-1], dense, atol=1e-6)
 
 
 def test_lncc_is_minus_one_for_a_linear_intensity_change():
     image = torch.from_numpy(wave_image(SHAPE))[None, None]
     assert float(lncc_loss(image, window=5)(2 * image + 1)) == pytest.approx(-1.0, abs=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_greedy_on_cuda_matches_cpu():
+    offset = (SHIFT, 0.0, 0.0)
+    fixed, moving = wave_image(SHAPE), wave_image(SHAPE, offset)
+    disp = GreedyMethod().register(fixed, moving, GreedyMethod.presets["default"], torch.device("cuda"))
+    assert disp.device.type == "cuda" and disp.dtype == torch.float32
+    assert interior_mean(disp, 0) == pytest.approx(SHIFT, abs=0.3)

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# Pairs are registered in a worker thread (for the time limit); torch's idle OpenMP threads
+# busy-wait by default and, on a machine with other work, starve it (a 0.5 s pair took 40 s on a
+# loaded 2-core machine). Set before torch loads; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from warpbench import plugins as plugin_loading
 from warpbench.config import ConfigError, load_config

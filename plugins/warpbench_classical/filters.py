@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-# A Gaussian is cut at this many standard deviations; beyond it the weights are below 0.5 %.
+# A Gaussian is cut at this many standard deviations; the tails beyond hold 0.3 % of its weight.
 GAUSSIAN_TRUNCATE = 3.0
 # Blur before shrinking by a factor s, in voxels of the fine grid: 0.5 * (s - 1), i.e. 0.5 voxel
 # for a factor of 2 and 1.5 for a factor of 4, keeps the coarse grid from aliasing.
@@ -20,7 +20,7 @@ ANTI_ALIAS_SIGMA_PER_SCALE = 0.5
 MIN_COARSE_SIZE = 8
 
 
-def _filter_separable(volume: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
+def _filter_separable(volume: torch.Tensor, kernel: torch.Tensor, padding_mode: str):
     """Convolve every channel of ``volume`` with the odd-length 1-D ``kernel`` along each axis."""
     channels = volume.shape[1]
     radius = kernel.numel() // 2

@@ -25,9 +25,9 @@ from warpbench_classical.schedule import Convergence, per_scale, resolve_params
 # Adam's moment decay rates (the usual ones).
 ADAM_BETAS = (0.9, 0.999)
 # Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
-# voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients, down to
-# the float32 rounding of a pair of identical images, get proportionally shorter steps instead
-# of being normalised up to full ones, which keeps a pair of identical images (almost) still.
+# voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients get
+# proportionally shorter steps instead of being normalised up to full ones, so the float32
+# rounding noise of a pair of identical images leaves them (almost) still.
 ADAM_EPS = 0.3
 
 
@@ -52,7 +52,11 @@ class _FieldAdam:
 
 
 def _optimise_scale(
-    moving: torch.Tensor, disp: torch.Tensor, loss_fn: LossFn, iterations: int, settings: dict[str, Any]
+    moving: torch.Tensor,
+    disp: torch.Tensor,
+    loss_fn: LossFn,
+    iterations: int,
+    settings: dict[str, Any],
 ) -> torch.Tensor:
     """Refine ``disp`` (1, 3, d, h, w) on one level of the pyramid and return it."""
     adam = _FieldAdam(disp)
@@ -65,13 +69,14 @@ def _optimise_scale(
             loss = loss_fn(warp_tensor(moving, current))
             (gradient,) = torch.autograd.grad(loss, current)
         step = gaussian_blur(adam.direction(gradient.mul_(voxels)), settings["gradient_sigma"])
-        disp = gaussian_blur(compose(disp, step.mul_(-settings["learning_rate"])), settings["warp_sigma"])
+        step.mul_(-settings["learning_rate"])
+        disp = gaussian_blur(compose(disp, step), settings["warp_sigma"])
         if convergence.converged(iteration, loss.detach()):
             break
     return disp
 
 
-def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
     """The pull-back voxel displacement (1, 3, D, H, W) aligning ``moving`` to ``fixed``, both
     (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`GreedyMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
@@ -104,7 +109,7 @@ class GreedyMethod(Method):
     presets = {
         "default": {
             "scales": [4, 2, 1],  # shrink factors, coarse to fine
-            "iterations": [200, 100, 50],  # at most, per scale
+            "iterations": [200, 100, 30],  # at most, per scale
             "learning_rate": 0.5,  # voxels of the current scale per step and component, at most
             "loss": "lncc",  # or "mse"; "ncc" (global) is there but suits affine better
             "lncc_window": 5,  # voxels per side; a list gives one per scale
@@ -115,7 +120,7 @@ class GreedyMethod(Method):
             "tolerance": 1e-4,  # relative loss improvement per check below which a scale stops
         },
     }
-    presets["fast"] = {**presets["default"], "iterations": [100, 50, 20], "tolerance": 1e-3}
+    presets["fast"] = {**presets["default"], "iterations": [100, 50, 15], "tolerance": 1e-3}
 
     def register(self, fixed, moving, params, device):
         """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
