@@ -96,23 +96,27 @@ def load_registry(extra_plugins=(), strict: bool = False) -> Registry:
         registry.plugins.setdefault(name, PluginInfo(name, "(in-process)", ""))
         manager.register(plugin, name=name)
 
-    _collect(manager, registry, "register_methods", "method", _add_method)
-    _collect(manager, registry, "register_datasets", "dataset", _add_dataset_kind)
-    _collect(manager, registry, "register_executors", "executor", _add_executor)
-    _collect(manager, registry, "register_reported_results", "reported", _add_reported_result)
+    _collect(manager, registry, "register_methods", "method", _method_entry, registry.methods)
+    _collect(manager, registry, "register_datasets", "dataset", _dataset_entry,
+             registry.dataset_kinds)
+    _collect(manager, registry, "register_executors", "executor", _executor_entry,
+             registry.executors)
+    _collect(manager, registry, "register_reported_results", "reported", _reported_entry,
+             registry.reported_results)
     if strict and registry.problems:
         raise PluginError("; ".join(str(p) for p in registry.problems))
     return registry
 
 
-def _collect(manager, registry: Registry, hook_name: str, kind: str, add) -> None:
-    """Call one hook plugin by plugin, so a failure is attributed and contained."""
+def _collect(manager, registry: Registry, hook_name: str, kind: str, entry, target: dict) -> None:
+    """Call one hook plugin by plugin, so a failure is attributed and contained. ``entry``
+    checks what a plugin passed to ``register`` and returns (name, value) for ``target``."""
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         plugin = impl.plugin_name
 
         def register(*args, _plugin=plugin):
             try:
-                name = add(registry, *args)
+                name, value = entry(*args)
             except (TypeError, ValueError) as exc:
                 registry.problems.append(PluginProblem(_plugin, f"{hook_name}: {exc}"))
                 return
@@ -126,7 +130,7 @@ def _collect(manager, registry: Registry, hook_name: str, kind: str, add) -> Non
                     )
                 )
                 return
-            add(registry, *args, commit=True)
+            target[name] = value
             registry.owner[key] = _plugin
             registry.plugins[_plugin].registered.append(key)
 
@@ -136,42 +140,34 @@ def _collect(manager, registry: Registry, hook_name: str, kind: str, add) -> Non
             registry.problems.append(PluginProblem(plugin, f"{hook_name} raised {_describe(exc)}"))
 
 
-def _add_method(registry: Registry, method, commit: bool = False) -> str:
+def _method_entry(method):
     if not isinstance(method, Method):
         raise TypeError(f"expected a warpbench.Method instance, got {method!r}")
     problems = method.check()
     if problems:
         raise ValueError(f"method {getattr(method, 'name', method)!r} " + ", ".join(problems))
-    if commit:
-        registry.methods[method.name] = method
-    return method.name
+    return method.name, method
 
 
-def _add_dataset_kind(registry: Registry, cls, commit: bool = False) -> str:
+def _dataset_entry(cls):
     if not (isinstance(cls, type) and issubclass(cls, Dataset) and getattr(cls, "kind", None)):
         raise TypeError(f"expected a warpbench.Dataset subclass with a 'kind', got {cls!r}")
-    if commit:
-        registry.dataset_kinds[cls.kind] = cls
-    return cls.kind
+    return cls.kind, cls
 
 
-def _add_executor(registry: Registry, name, cls, commit: bool = False) -> str:
+def _executor_entry(name, cls):
     if not isinstance(name, str) or not callable(cls):
         raise TypeError(f"expected register(name, executor_class), got {name!r}, {cls!r}")
-    if commit:
-        registry.executors[name] = cls
-    return name
+    return name, cls
 
 
-def _add_reported_result(registry: Registry, result, commit: bool = False) -> str:
+def _reported_entry(result):
     if not isinstance(result, ReportedResult):
         raise TypeError(f"expected a warpbench.literature.ReportedResult, got {result!r}")
     problems = result.check()
     if problems:
         raise ValueError(f"reported result {result.key!r} " + ", ".join(problems))
-    if commit:
-        registry.reported_results[result.key] = result
-    return result.key
+    return result.key, result
 
 
 def _describe(exc: BaseException) -> str:

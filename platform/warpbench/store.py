@@ -156,6 +156,7 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._schema_ready = False  # set by the first write through this instance
 
     # --- connections ---------------------------------------------------------------------------
     @contextmanager
@@ -180,6 +181,8 @@ class Store:
     def _write(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect(read_only=False) as con:
+            if not self._schema_ready:
+                self._create_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -198,19 +201,22 @@ class Store:
                 return pd.DataFrame(columns=columns or [])
             return con.execute(sql, params).df()
 
+    def _create_schema(self, con) -> None:
+        con.execute(_SCHEMA)
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+        self._schema_ready = True
+
     def initialise(self) -> None:
         """Create the tables and views if they are missing (idempotent)."""
-        with self._write() as con:
-            con.execute(_SCHEMA)
-            con.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-            )
+        with self._write():
+            pass
 
     # --- writing -------------------------------------------------------------------------------
     def begin_run(self, config_key: str, provenance: dict, restart: bool = False) -> RunState:
         """Resume the newest run of this configuration, or start a new one (always when
         ``restart``). Pairs whose latest attempt succeeded are reported as done."""
-        self.initialise()
         with self._write() as con:
             row = None
             if not restart:
@@ -269,7 +275,6 @@ class Store:
 
     def record_dataset(self, row: dict) -> None:
         """Append a dataset's description and MI(i;s)."""
-        self.initialise()
         values = {**row, "computed_at": _now()}
         with self._write() as con:
             con.execute(
@@ -363,7 +368,6 @@ class Store:
         For bulk imports and benchmarks: one statement instead of a round trip per row."""
         if table not in _APPENDABLE_TABLES:
             raise ValueError(f"cannot append to {table!r}; tables: {', '.join(_APPENDABLE_TABLES)}")
-        self.initialise()
         with self._write() as con:
             con.register("incoming_frame", frame)
             try:

@@ -136,18 +136,24 @@ def _run_rules(rules: list[Rule], probe, report: ContractReport) -> ContractRepo
     return report
 
 
+def _rule_decorator(rules: list[Rule]):
+    """A decorator ``@rule(name, description)`` that adds a check function to ``rules``."""
+
+    def rule(name: str, description: str):
+        def decorate(function):
+            rules.append(Rule(name, description, function))
+            function.rule = name
+            return function
+
+        return decorate
+
+    return rule
+
+
 # ==== methods =================================================================================
 
 METHOD_RULES: list[Rule] = []
-
-
-def method_rule(name: str, description: str):
-    def decorate(function):
-        METHOD_RULES.append(Rule(name, description, function))
-        function.rule = name
-        return function
-
-    return decorate
+method_rule = _rule_decorator(METHOD_RULES)
 
 
 def smooth_image(shape=CHECK_SHAPE, offset=(0.0, 0.0, 0.0), seed: int = 3) -> np.ndarray:
@@ -443,15 +449,7 @@ def assert_method_contract(method, preset: str = "default", **options) -> Contra
 # ==== datasets ================================================================================
 
 DATASET_RULES: list[Rule] = []
-
-
-def dataset_rule(name: str, description: str):
-    def decorate(function):
-        DATASET_RULES.append(Rule(name, description, function))
-        function.rule = name
-        return function
-
-    return decorate
+dataset_rule = _rule_decorator(DATASET_RULES)
 
 
 class DatasetProbe:
