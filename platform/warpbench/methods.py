@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from warpbench.training import TrainingJob
 
 FAMILIES = ("classical", "learning", "baseline")
 SUPERVISION = ("none", "labels")
@@ -47,6 +51,11 @@ class Method:
         ``fixed(x)``. ``params`` is one preset's dict; ``device`` is where to compute."""
         raise NotImplementedError
 
+    def supervision_of(self, preset: str) -> str:
+        """The supervision a run under ``preset`` used: a preset may set ``"supervision"`` (a
+        learning method trained with and without labels), otherwise the method's own."""
+        return self.presets[preset].get("supervision", self.supervision)
+
     def check(self) -> list[str]:
         """Problems with the declaration itself (empty when it is sound)."""
         problems = []
@@ -58,4 +67,29 @@ class Method:
             problems.append(f"supervision {self.supervision!r} is not one of {SUPERVISION}")
         if "default" not in self.presets:
             problems.append("has no 'default' preset")
+        for preset in self.presets:
+            if self.supervision_of(preset) not in SUPERVISION:
+                problems.append(f"preset {preset!r}: supervision is not one of {SUPERVISION}")
         return problems
+
+
+class LearningMethod(Method):
+    """A method that must be trained before it registers.
+
+    The scheduler calls ``train`` once per cache key (method, preset, version, training dataset,
+    seed) and then ``register(..., weights=path)`` with the file ``train`` returned, for every
+    pair of every dataset it is evaluated on. ``register`` may be called many times with the same
+    weights, so it should keep the loaded network (per weights file and device) between calls.
+    """
+
+    family = "learning"
+
+    def train(self, job: TrainingJob) -> Path:
+        """Train under ``job.params``'s budget, resuming from the newest checkpoint in
+        ``job.folder`` if there is one; save the final weights under ``job.folder`` and return
+        their path."""
+        raise NotImplementedError
+
+    def register(self, fixed, moving, params, device, *, weights: Path):
+        """As :meth:`Method.register`, with the trained ``weights`` file."""
+        raise NotImplementedError
