@@ -12,6 +12,7 @@ import functools
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,6 +77,17 @@ def main(start_page: str | None = None) -> None:
         for view in views
     ]
     st.navigation(pages).run()
+    _warm_statistics_once()
+
+
+@functools.cache
+def _warm_statistics_once() -> None:
+    """Import ``scipy.stats`` (about 0.6 s here) in the background once the first page has been
+    drawn, so a visitor's first significance or MI page does not wait for it. Started after the
+    page, so it never competes with the first render; an import it has begun is shared, through
+    Python's import lock, by a page that needs the module sooner."""
+    threading.Thread(target=importlib.import_module, args=("scipy.stats",), daemon=True,
+                     name="warpbench-warm-imports").start()
 
 
 # `streamlit run` and AppTest execute this file as __main__; tests import it for resolve_db_path.
