@@ -84,3 +84,9 @@ def resize_field(disp: torch.Tensor, shape) -> torch.Tensor:
     factors = [(new - 1) / max(old - 1, 1) for new, old in zip(shape, old_shape)]
     resized = F.interpolate(disp, size=tuple(shape), mode="trilinear", align_corners=True)
     return resized * torch.tensor(factors, device=disp.device, dtype=disp.dtype).view(1, 3, 1, 1, 1)
+
+
+def spatial_gradient(volume: torch.Tensor) -> torch.Tensor:
+    """The gradient (N, 3, D, H, W) of a single-channel ``volume`` (N, 1, D, H, W), per voxel,
+    by central differences (one-sided at the border)."""
+    return torch.cat(torch.gradient(volume, dim=(2, 3, 4)), dim=1)

@@ -17,60 +17,31 @@ import torch
 
 from warpbench import Method
 from warpbench.spatial import as_tensor, compose, warp_tensor
-from warpbench_classical.affine import AffineMethod, affine_displacement, fit_affine
-from warpbench_classical.filters import gaussian_blur, grid_shape_at, resize_field, shrink_image
-from warpbench_classical.losses import LossFn, make_loss, to_unit_range
-from warpbench_classical.schedule import Convergence, per_scale, resolve_params
+from warpbench_classical.field_adam import FieldAdam
+from warpbench_classical.filters import gaussian_blur
+from warpbench_classical.losses import make_loss, to_unit_range
+from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement, level_settings
+from warpbench_classical.schedule import Convergence, resolve_params
 
-# Adam's moment decay rates (the usual ones).
-ADAM_BETAS = (0.9, 0.999)
-# Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
-# voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients get
-# proportionally shorter steps instead of being normalised up to full ones, so the float32
-# rounding noise of a pair of identical images leaves them (almost) still.
-ADAM_EPS = 0.3
+# Settings that may take one value per scale.
+PER_SCALE = ("iterations", "lncc_window")
 
 
-class _FieldAdam:
-    """Adam's moment estimates over a displacement field, returning a normalised direction
-    rather than applying it, so the caller can smooth it and compose it instead of adding."""
-
-    def __init__(self, like: torch.Tensor):
-        self.first = torch.zeros_like(like)
-        self.second = torch.zeros_like(like)
-        self.steps = 0
-
-    def direction(self, gradient: torch.Tensor) -> torch.Tensor:
-        beta1, beta2 = ADAM_BETAS
-        self.steps += 1
-        self.first.mul_(beta1).add_(gradient, alpha=1 - beta1)
-        self.second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-        # Bias corrections folded into scalars: first / c1 / (sqrt(second / c2) + eps).
-        root_c2 = (1 - beta2**self.steps) ** 0.5
-        denominator = self.second.sqrt().add_(ADAM_EPS * root_c2)
-        return self.first.div(denominator).mul_(root_c2 / (1 - beta1**self.steps))
-
-
-def _optimise_scale(
-    moving: torch.Tensor,
-    disp: torch.Tensor,
-    loss_fn: LossFn,
-    iterations: int,
-    settings: dict[str, Any],
-) -> torch.Tensor:
+def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
     """Refine ``disp`` (1, 3, d, h, w) on one level of the pyramid and return it."""
-    adam = _FieldAdam(disp)
-    convergence = Convergence(settings["check_every"], settings["tolerance"])
+    loss_fn = make_loss(level["loss"], fixed, level["lncc_window"])
+    adam = FieldAdam(disp)
+    convergence = Convergence(level["check_every"], level["tolerance"])
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = moving[0, 0].numel()
-    for iteration in range(1, iterations + 1):
+    for iteration in range(1, level["iterations"] + 1):
         current = disp.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(warp_tensor(moving, current))
             (gradient,) = torch.autograd.grad(loss, current)
-        step = gaussian_blur(adam.direction(gradient.mul_(voxels)), settings["gradient_sigma"])
-        step.mul_(-settings["learning_rate"])
-        disp = gaussian_blur(compose(disp, step), settings["warp_sigma"])
+        step = gaussian_blur(adam.direction(gradient.mul_(voxels)), level["gradient_sigma"])
+        step.mul_(-level["learning_rate"])
+        disp = gaussian_blur(compose(disp, step), level["warp_sigma"])
         if convergence.converged(iteration, loss.detach()):
             break
     return disp
@@ -80,22 +51,8 @@ def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[st
     """The pull-back voxel displacement (1, 3, D, H, W) aligning ``moving`` to ``fixed``, both
     (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`GreedyMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
-    scales = settings["scales"]
-    iterations = per_scale(settings["iterations"], scales, "iterations")
-    windows = per_scale(settings["lncc_window"], scales, "lncc_window")
-    full_shape = fixed.shape[2:]
-    coarsest = grid_shape_at(full_shape, scales[0])
-    if settings["affine_init"]:
-        affine_settings = resolve_params(AffineMethod.presets["default"], {}, AffineMethod.name)
-        disp = affine_displacement(fit_affine(fixed, moving, affine_settings), coarsest)
-    else:
-        disp = torch.zeros(1, 3, *coarsest, device=fixed.device)
-    for scale, steps, window in zip(scales, iterations, windows):
-        fixed_s, moving_s = shrink_image(fixed, scale), shrink_image(moving, scale)
-        disp = resize_field(disp, fixed_s.shape[2:])
-        loss_fn = make_loss(settings["loss"], fixed_s, window)
-        disp = _optimise_scale(moving_s, disp, loss_fn, steps, settings)
-    return resize_field(disp, full_shape)
+    disp = initial_moving_displacement(fixed, moving, settings)
+    return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)
 
 
 class GreedyMethod(Method):
@@ -111,7 +68,7 @@ class GreedyMethod(Method):
             "scales": [4, 2, 1],  # shrink factors, coarse to fine
             "iterations": [200, 100, 30],  # at most, per scale
             "learning_rate": 0.5,  # voxels of the current scale per step and component, at most
-            "loss": "lncc",  # or "mse"; "ncc" (global) is there but suits affine better
+            "loss": "lncc",  # or "mse", "mi"; "ncc" (global) is there but suits affine better
             "lncc_window": 5,  # voxels per side; a list gives one per scale
             "gradient_sigma": 1.0,  # voxels; smooths each update (fluid regularisation)
             "warp_sigma": 0.5,  # voxels; smooths the accumulated displacement (elastic)

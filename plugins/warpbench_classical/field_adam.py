@@ -1,0 +1,33 @@
+"""Adam's per-voxel step normalisation for dense displacement fields, shared by greedy and syn."""
+
+from __future__ import annotations
+
+import torch
+
+# Adam's moment decay rates (the usual ones).
+ADAM_BETAS = (0.9, 0.999)
+# Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
+# voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients get
+# proportionally shorter steps instead of being normalised up to full ones, so the float32
+# rounding noise of a pair of identical images leaves them (almost) still.
+ADAM_EPS = 0.3
+
+
+class FieldAdam:
+    """Adam's moment estimates over a displacement field, returning a normalised direction
+    rather than applying it, so the caller can smooth it and compose it instead of adding."""
+
+    def __init__(self, like: torch.Tensor):
+        self.first = torch.zeros_like(like)
+        self.second = torch.zeros_like(like)
+        self.steps = 0
+
+    def direction(self, gradient: torch.Tensor) -> torch.Tensor:
+        beta1, beta2 = ADAM_BETAS
+        self.steps += 1
+        self.first.mul_(beta1).add_(gradient, alpha=1 - beta1)
+        self.second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        # Bias corrections folded into scalars: first / c1 / (sqrt(second / c2) + eps).
+        root_c2 = (1 - beta2**self.steps) ** 0.5
+        denominator = self.second.sqrt().add_(ADAM_EPS * root_c2)
+        return self.first.div(denominator).mul_(root_c2 / (1 - beta1**self.steps))
