@@ -2,8 +2,10 @@
 
 from warpbench.hookspecs import hookimpl
 from warpbench_classical.affine import AffineMethod
+from warpbench_classical.demons import DemonsMethod
 from warpbench_classical.greedy import GreedyMethod
 from warpbench_classical.identity import IdentityMethod
+from warpbench_classical.syn import SynMethod
 
 
 @hookimpl
@@ -11,3 +13,5 @@ def register_methods(register):
     register(IdentityMethod())
     register(AffineMethod())
     register(GreedyMethod())
+    register(SynMethod())
+    register(DemonsMethod())
