@@ -5,7 +5,11 @@
     datasets:
       NAME: {plugin: KIND, ...options of that kind and the shared split/pairs options}
     suites:
-      NAME: {methods: [METHOD[:PRESET], ...], datasets: [NAME, ...], time_limit: SECONDS, seed: 0}
+      NAME: {methods: [METHOD[:PRESET], ...], datasets: [NAME, ...], time_limit: SECONDS, seed: 0,
+             train_on: [NAME, ...]}
+
+``train_on`` names the datasets learning methods train on (by default every dataset of the suite
+with a non-empty train split); each trained network is evaluated on every compatible dataset.
 
 A broken file is reported with its path (and line, for YAML errors). A broken block makes only
 that dataset unavailable, with the reason, so the others still run.
@@ -33,6 +37,7 @@ class Suite:
     datasets: list[str]
     time_limit: float | None = None
     seed: int = 0
+    train_on: list[str] | None = None  # None: every suite dataset with train subjects
 
 
 @dataclass
@@ -80,17 +85,17 @@ def _parse_suite(path: Path, name: str, block: Any) -> Suite:
     where = f"{path}: suite {name!r}"
     if not isinstance(block, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    unknown = set(block) - {"methods", "datasets", "time_limit", "seed", "description"}
+    unknown = set(block) - {"methods", "datasets", "time_limit", "seed", "description", "train_on"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    methods, datasets = block.get("methods"), block.get("datasets")
-    for key, value in (("methods", methods), ("datasets", datasets)):
+    methods, datasets, train_on = block.get("methods"), block.get("datasets"), block.get("train_on")
+    for key, value in (("methods", methods), ("datasets", datasets), ("train_on", train_on or [])):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: '{key}' must be a list of names")
     time_limit = block.get("time_limit")
     if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
         raise ConfigError(f"{where}: 'time_limit' must be a positive number of seconds")
-    return Suite(name, methods, datasets, time_limit, int(block.get("seed", 0)))
+    return Suite(name, methods, datasets, time_limit, int(block.get("seed", 0)), train_on)
 
 
 def build_dataset(config: Config, name: str, dataset_kinds: dict[str, type[Dataset]]) -> Dataset:

@@ -21,7 +21,7 @@ SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT = {"train": 0.6, "val": 0.1, "test": 0.3, "seed": 0}
 DEFAULT_PAIRS = {"test": 10, "seed": 0}
 #: Options any dataset block may carry besides its kind's own.
-SHARED_OPTIONS = frozenset({"split", "pairs", "license", "citation", "description"})
+SHARED_OPTIONS = frozenset({"split", "pairs", "license", "citation", "description", "label_map"})
 
 
 class DatasetConfigError(ValueError):
@@ -97,6 +97,25 @@ class Dataset:
         unknown = set(self.options) - set(own) - SHARED_OPTIONS
         if unknown:
             self.fail(f"unknown option(s) {sorted(unknown)}; known: {sorted(set(own) | SHARED_OPTIONS)}")
+
+    def label_names(self) -> dict[int, str]:
+        """Each evaluated label's canonical name: its own name unless the block's ``label_map``
+        ({id: canonical name}) renames it. Networks trained on one dataset are evaluated on
+        another only when these names agree (see :mod:`warpbench.compatibility`)."""
+        mapping = self.options.get("label_map") or {}
+        if not isinstance(mapping, dict):
+            self.fail(f"'label_map' must map label ids to canonical names, got {mapping!r}")
+        renamed = {}
+        for key, name in mapping.items():
+            try:
+                label = int(key)
+            except (TypeError, ValueError):
+                label = None
+            if label not in self.labels or not isinstance(name, str) or not name:
+                self.fail(f"label_map entry {key!r}: {name!r} must map one of its label ids "
+                          f"{sorted(self.labels)} to a name")
+            renamed[label] = name
+        return {label: renamed.get(label, name) for label, name in self.labels.items()}
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides this dataset's content and pairs."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,8 @@ class RunWork:
     pairs: list[Pair]
     seed: int = 0
     time_limit: float | None = None
+    #: The trained state a learning method registers with (None for other methods).
+    weights: Path | None = None
 
 
 def default_device() -> torch.device:
@@ -78,7 +81,7 @@ class InProcessExecutor:
                 continue
             yield evaluate_pair(
                 work.method, work.params, work.dataset, fixed, moving,
-                self.device, work.time_limit, work.seed,
+                self.device, work.time_limit, work.seed, weights=work.weights,
             )
 
 

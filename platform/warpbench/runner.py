@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,9 +100,11 @@ def evaluate_pair(
     time_limit: float | None = None,
     seed: int = 0,
     keep_field: bool = False,
+    weights: Path | None = None,
 ) -> PairResult:
     """Register ``moving`` onto ``fixed`` with ``method`` and score the result (keeping the
-    field in ``result.displacement`` when ``keep_field``)."""
+    field in ``result.displacement`` when ``keep_field``). A learning method is given its trained
+    ``weights``."""
     result = PairResult(fixed.id, moving.id, status="failed", device=str(device))
     try:
         if fixed.image.shape != moving.image.shape:
@@ -111,6 +114,8 @@ def evaluate_pair(
             )
         torch.manual_seed(seed)
         extra = {"pair": PairIds(dataset.name, fixed.id, moving.id)} if method.wants_pair else {}
+        if weights is not None:
+            extra["weights"] = weights
         disp, result.seconds, result.peak_memory_mb = _run_with_limit(
             lambda: method.register(fixed.image, moving.image, dict(params), device, **extra),
             time_limit,

@@ -1,10 +1,18 @@
-"""Planning and running an evaluation: every method x preset x dataset, resumable.
+"""Planning and running an evaluation, resumable: every method x preset x dataset, and for
+learning methods every training dataset x evaluated dataset (the domain-shift matrix).
 
-The plan is built from names (a suite, or ``--method``/``--dataset``). Each planned run has a
-configuration key (method, preset and its parameters, method version, dataset fingerprint,
-training dataset, seed); running the same plan again resumes each configuration's newest run:
-finished pairs are skipped and failed ones retried. Results are written one pair at a time, so an
-interruption loses at most the pair in flight. This process is the store's only writer.
+The plan is built from names (a suite, or ``--method``/``--dataset``). A learning method is
+trained once per cache key (:func:`warpbench.training.training_key`) on each training dataset (a
+suite's ``train_on``, by default every dataset of the plan with train subjects), into
+``<checkpoints>/<method>/<key>/`` next to the store; a training whose row is complete and whose
+weights exist is not run again, and an interrupted or failed one is resumed by calling ``train``
+again with the same folder. Each trained network is evaluated on every compatible dataset
+(:mod:`warpbench.compatibility`); the others are set aside with the reason.
+
+Each planned run has a configuration key (method, preset and its parameters, method version,
+dataset fingerprint, training key, seed); running the same plan again resumes each configuration's
+newest run: finished pairs are skipped and failed ones retried. Results are written one pair at a
+time, so an interruption loses at most the pair in flight. This process is the store's only writer.
 """
 
 from __future__ import annotations
@@ -12,17 +20,32 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
 from warpbench import mi
+from warpbench.compatibility import incompatibility
 from warpbench.config import Config, build_dataset
 from warpbench.datasets import Dataset, DatasetConfigError
 from warpbench.executors import RunWork
+from warpbench.methods import LearningMethod
 from warpbench.plugins import Registry
 from warpbench.provenance import environment
 from warpbench.store import Store
+from warpbench.training import CurveRecorder, TrainingJob, training_key
+
+
+@dataclass(frozen=True)
+class PlannedTraining:
+    method: str
+    preset: str
+    dataset: str
+
+    def __str__(self) -> str:
+        return f"{self.method}:{self.preset} trained on {self.dataset}"
 
 
 @dataclass(frozen=True)
@@ -30,16 +53,28 @@ class PlannedRun:
     method: str
     preset: str
     dataset: str
+    train_dataset: str | None = None  # a learning method's training dataset
+
+    @property
+    def training(self) -> PlannedTraining | None:
+        if self.train_dataset is None:
+            return None
+        return PlannedTraining(self.method, self.preset, self.train_dataset)
 
     def __str__(self) -> str:
-        return f"{self.method}:{self.preset} on {self.dataset}"
+        trained = f" trained on {self.train_dataset}," if self.train_dataset else ""
+        return f"{self.method}:{self.preset}{trained} on {self.dataset}"
 
 
 @dataclass
 class Plan:
     runs: list[PlannedRun] = field(default_factory=list)
-    datasets: dict[str, Dataset] = field(default_factory=dict)
+    trainings: list[PlannedTraining] = field(default_factory=list)
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # evaluated or trained on
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> reason
+    #: (training dataset, evaluated dataset) -> why networks trained on one are not evaluated on
+    #: the other (or, with the same name twice, why nothing trains on it).
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,7 +83,21 @@ class Summary:
     runs_up_to_date: int = 0
     pairs_ok: int = 0
     pairs_failed: int = 0
+    trainings_done: int = 0
+    trainings_cached: int = 0
+    trainings_failed: int = 0
     failures: list[str] = field(default_factory=list)
+    #: Runs not evaluated because their training failed, with the reason.
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The outcome of a planned training: its key, and its weights or why there are none."""
+
+    key: str
+    weights: Path | None = None
+    error: str | None = None
 
 
 def expand_method_spec(spec: str, registry: Registry) -> list[tuple[str, str]]:
@@ -66,35 +115,66 @@ def expand_method_spec(spec: str, registry: Registry) -> list[tuple[str, str]]:
     return [(name, preset)]
 
 
-def make_plan(registry: Registry, config: Config, methods: list[str], datasets: list[str]) -> Plan:
-    """Expand names into runs; datasets that cannot be built or are missing their files are set
-    aside with the reason instead of failing the plan."""
+def make_plan(registry: Registry, config: Config, methods: list[str], datasets: list[str],
+              train_on: list[str] | None = None) -> Plan:
+    """Expand names into trainings and runs; datasets that cannot be built or are missing their
+    files are set aside with the reason instead of failing the plan. Learning methods train on
+    ``train_on`` (default: every dataset of ``datasets`` with train subjects) and are evaluated
+    on every compatible dataset of ``datasets``."""
     plan = Plan()
     method_presets = [mp for spec in methods for mp in expand_method_spec(spec, registry)]
-    for name in datasets:
-        try:
-            dataset = build_dataset(config, name, registry.dataset_kinds)
-        except DatasetConfigError as exc:
-            plan.unavailable[name] = str(exc)
-            continue
-        available, reason = dataset.availability()
-        if not available:
-            plan.unavailable[name] = reason
-            continue
-        try:
-            dataset.pairs("test")  # checks the split against the subjects found
-        except DatasetConfigError as exc:
-            plan.unavailable[name] = str(exc)
-            continue
-        plan.datasets[name] = dataset
-        plan.runs.extend(PlannedRun(m, p, name) for m, p in method_presets)
+    learning = [(m, p) for m, p in method_presets if isinstance(registry.methods[m], LearningMethod)]
+    others = [mp for mp in method_presets if mp not in learning]
+    evaluated = [d for d in (_usable(config, registry, plan, name) for name in datasets) if d]
+    for dataset in evaluated:
+        plan.runs.extend(PlannedRun(m, p, dataset.name) for m, p in others)
+    if not learning:
+        return plan
+    if train_on is None:
+        sources = [d for d in evaluated if d.subjects("train")]
+    else:
+        sources = [d for d in (_usable(config, registry, plan, name) for name in train_on) if d]
+        for dataset in [d for d in sources if not d.subjects("train")]:
+            plan.skipped[(dataset.name, dataset.name)] = (
+                f"dataset {dataset.name!r} has no train subjects, so nothing trains on it")
+            sources.remove(dataset)
+    for source in sources:
+        for target in evaluated:
+            reason = incompatibility(source, target)
+            if reason:
+                plan.skipped[(source.name, target.name)] = reason
+    for method, preset in learning:
+        for source in sources:
+            plan.trainings.append(PlannedTraining(method, preset, source.name))
+            plan.runs.extend(PlannedRun(method, preset, target.name, source.name)
+                             for target in evaluated if (source.name, target.name) not in plan.skipped)
     return plan
 
 
-def config_key(method, preset: str, dataset: Dataset, seed: int, train_dataset: str | None) -> str:
+def _usable(config: Config, registry: Registry, plan: Plan, name: str) -> Dataset | None:
+    """The dataset ``name``, added to ``plan.datasets``; None (with the reason in
+    ``plan.unavailable``) when it cannot be built, its files are missing or its split is wrong."""
+    if name in plan.datasets or name in plan.unavailable:
+        return plan.datasets.get(name)
+    try:
+        dataset = build_dataset(config, name, registry.dataset_kinds)
+        available, reason = dataset.availability()
+        if available:
+            dataset.pairs("test")  # checks the split against the subjects found
+    except DatasetConfigError as exc:
+        available, reason = False, str(exc)
+    if not available:
+        plan.unavailable[name] = reason
+        return None
+    plan.datasets[name] = dataset
+    return dataset
+
+
+def config_key(method, preset: str, dataset: Dataset, seed: int, training: str | None) -> str:
+    """A run's configuration; ``training`` is its training key (None for untrained methods)."""
     blob = json.dumps(
         [method.name, preset, method.presets[preset], method.version, dataset.name,
-         dataset.fingerprint(), train_dataset, seed],
+         dataset.fingerprint(), training, seed],
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -127,7 +207,8 @@ def describe_dataset(dataset: Dataset) -> dict:
 
 class Scheduler:
     def __init__(self, registry: Registry, store: Store, executor, *, seed: int = 0,
-                 time_limit: float | None = None, restart: bool = False, progress: bool = True):
+                 time_limit: float | None = None, restart: bool = False, progress: bool = True,
+                 checkpoints: str | Path | None = None):
         self.registry = registry
         self.store = store
         self.executor = executor
@@ -135,35 +216,125 @@ class Scheduler:
         self.time_limit = time_limit
         self.restart = restart
         self.progress = progress
+        #: Trained weights live next to the store unless told otherwise.
+        self.checkpoints = Path(checkpoints) if checkpoints else store.path.parent / "checkpoints"
+        self._trained: dict[PlannedTraining, Trained] = {}
 
     def run(self, plan: Plan) -> Summary:
+        """Train what is missing and evaluate every planned run."""
         summary = Summary()
         for dataset in plan.datasets.values():
             if not self.store.has_dataset(dataset.name, dataset.fingerprint()):
                 self.store.record_dataset(describe_dataset(dataset))
         for planned in plan.runs:
-            self._run_one(planned, plan.datasets[planned.dataset], summary)
+            trained = None
+            if planned.training is not None:
+                trained = self._train(planned.training, plan.datasets[planned.train_dataset], summary)
+                if trained.weights is None:
+                    summary.skipped.append(f"{planned}: not evaluated: training failed: {trained.error}")
+                    continue
+            self._run_one(planned, plan.datasets[planned.dataset], summary, trained)
         return summary
 
-    def _provenance(self, method, preset: str, dataset: Dataset) -> dict:
+    def train(self, plan: Plan) -> Summary:
+        """Run the plan's trainings (those not cached yet) and evaluate nothing."""
+        summary = Summary()
+        for training in plan.trainings:
+            self._train(training, plan.datasets[training.dataset], summary)
+        return summary
+
+    # --- provenance ----------------------------------------------------------------------------
+    def _provenance(self, method, preset: str) -> dict:
+        """What runs and trainings record alike about the method, software and machine."""
         plugin = self.registry.plugin_of("method", method.name)
         return {
             "method": method.name, "preset": preset,
             "params": json.dumps(method.presets[preset], sort_keys=True),
             "method_version": method.version, "family": method.family,
-            "supervision": method.supervision, "plugin": plugin.name,
+            "supervision": method.supervision_of(preset), "plugin": plugin.name,
             "plugin_distribution": plugin.distribution, "plugin_version": plugin.version,
-            "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-            "train_dataset": None, "seed": self.seed,
-            **environment(self.executor.device),
+            "seed": self.seed, **environment(self.executor.device),
         }
 
-    def _run_one(self, planned: PlannedRun, dataset: Dataset, summary: Summary) -> None:
+    # --- training ------------------------------------------------------------------------------
+    def _train(self, training: PlannedTraining, dataset: Dataset, summary: Summary) -> Trained:
+        """The training's weights: from the cache when its row is complete and the weights
+        exist, else by calling ``train`` (which resumes from the checkpoints in its folder).
+        A training that raises is recorded as failed with its error; one that is interrupted is
+        recorded as interrupted and the interruption goes on."""
+        if training in self._trained:
+            return self._trained[training]
+        method = self.registry.methods[training.method]
+        key = training_key(method, training.preset, dataset, self.seed)
+        row = self.store.training(key)
+        if row and row["status"] == "complete" and row["weights"] and Path(row["weights"]).exists():
+            summary.trainings_cached += 1
+            self._trained[training] = Trained(key, Path(row["weights"]))
+            return self._trained[training]
+
+        folder = self.checkpoints / method.name / key
+        folder.mkdir(parents=True, exist_ok=True)
+        provenance = {**self._provenance(method, training.preset), "train_dataset": dataset.name,
+                      "train_dataset_fingerprint": dataset.fingerprint()}
+        self.store.begin_training(key, provenance, str(folder))
+        curves = CurveRecorder(self.store, key)
+        bar = tqdm(desc=f"training {training}", unit="step", file=sys.stderr,
+                   disable=not self.progress, leave=True)
+        steps: dict[str, int | None] = {"done": None, "total": None}
+
+        def log(step, split, name, value):
+            curves.log(step, split, name, value)
+            if split == "train":
+                bar.set_postfix({name: f"{value:.4g}"}, refresh=False)
+
+        def progress(done, total):
+            steps["done"], steps["total"] = int(done), int(total)
+            bar.total = total
+            bar.update(done - bar.n)
+
+        job = TrainingJob(dataset, dict(method.presets[training.preset]), self.executor.device,
+                          self.seed, folder, log=log, progress=progress)
+        status, weights, error = "failed", None, None
+        start = time.perf_counter()
+        try:
+            returned = method.train(job)
+            if returned is None or not Path(returned).exists():
+                raise FileNotFoundError(f"train() returned {returned!r}, which does not exist")
+            weights, status = Path(returned).resolve(), "complete"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            bar.close()
+            curves.flush()
+            self.store.end_training(
+                key, status, seconds=time.perf_counter() - start,
+                weights=str(weights) if weights else None, error=error,
+                steps=steps["done"] if steps["done"] is not None else curves.last_step or None,
+                total_steps=steps["total"])
+        if error:
+            summary.trainings_failed += 1
+            summary.failures.append(f"{training}: training failed: {error}")
+        else:
+            summary.trainings_done += 1
+        self._trained[training] = Trained(key, weights, error)
+        return self._trained[training]
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _run_one(self, planned: PlannedRun, dataset: Dataset, summary: Summary,
+                 trained: Trained | None) -> None:
         method = self.registry.methods[planned.method]
-        key = config_key(method, planned.preset, dataset, self.seed, None)
-        state = self.store.begin_run(
-            key, self._provenance(method, planned.preset, dataset), restart=self.restart
-        )
+        key = config_key(method, planned.preset, dataset, self.seed, trained and trained.key)
+        provenance = {
+            **self._provenance(method, planned.preset),
+            "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
+            "train_dataset": planned.train_dataset,
+            "in_domain": None if trained is None else planned.train_dataset == dataset.name,
+            "training_key": trained and trained.key,
+        }
+        state = self.store.begin_run(key, provenance, restart=self.restart)
         pairs = dataset.pairs("test")
         todo = [p for p in pairs if (p.fixed, p.moving) not in state.done]
         if not todo:
@@ -172,7 +343,7 @@ class Scheduler:
             summary.runs_up_to_date += 1
             return
         work = RunWork(method, method.presets[planned.preset], dataset, todo,
-                       self.seed, self.time_limit)
+                       self.seed, self.time_limit, trained and trained.weights)
         bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=str(planned),
                    unit="pair", file=sys.stderr, disable=not self.progress, leave=True)
         try:

@@ -1,9 +1,10 @@
 """The results store: one DuckDB file, and the only module that speaks SQL.
 
-Rows are appended, never rewritten (a run's status and end time are the one exception): a pair
-that is retried gets a new ``attempt`` row, and the ``latest_pairs`` view picks the newest one.
-``latest_runs`` picks the newest complete run of each configuration, which is what the
-leaderboard shows.
+Rows are appended, never rewritten (a run's status and end time, and a training's state, are the
+exceptions): a pair that is retried gets a new ``attempt`` row, and the ``latest_pairs`` view picks
+the newest one. ``latest_runs`` picks the newest complete run of each configuration, which is what
+the leaderboard shows. ``trainings`` holds one row per training cache key (its state, weights and
+provenance), ``training_curves`` its loss curves; a run of a learning method names its training.
 
 DuckDB lets one process write or many read, never both at once. So no connection is held open:
 every write and every read opens the file, does its work in one transaction and closes it, retrying
@@ -24,7 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOCK_WAIT_SECONDS = 60.0
 
 _SCHEMA = """
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset VARCHAR NOT NULL,
     dataset_fingerprint VARCHAR,
     train_dataset VARCHAR,
+    in_domain BOOLEAN,
+    training_key VARCHAR,
     seed INTEGER,
     device VARCHAR,
     torch_version VARCHAR,
@@ -98,6 +101,48 @@ CREATE TABLE IF NOT EXISTS datasets (
     mi_estimator VARCHAR,
     computed_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS trainings (
+    training_key VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    preset VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+    method_version VARCHAR,
+    family VARCHAR,
+    supervision VARCHAR,
+    plugin VARCHAR,
+    plugin_distribution VARCHAR,
+    plugin_version VARCHAR,
+    train_dataset VARCHAR NOT NULL,
+    train_dataset_fingerprint VARCHAR,
+    seed INTEGER,
+    device VARCHAR,
+    torch_version VARCHAR,
+    cuda_version VARCHAR,
+    warpbench_version VARCHAR,
+    git_revision VARCHAR,
+    host VARCHAR,
+    folder VARCHAR,
+    weights VARCHAR,
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    attempts INTEGER,
+    steps INTEGER,
+    total_steps INTEGER,
+    seconds DOUBLE,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS training_curves (
+    training_key VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    split VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value DOUBLE,
+    logged_at TIMESTAMP
+);
+-- Columns added in schema version 2: a version-1 file gains them on its next write.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS in_domain BOOLEAN;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS training_key VARCHAR;
 CREATE OR REPLACE VIEW latest_pairs AS
     SELECT * FROM pairs
     QUALIFY row_number() OVER (PARTITION BY run_id, fixed, moving ORDER BY attempt DESC) = 1;
@@ -110,12 +155,13 @@ CREATE OR REPLACE VIEW latest_datasets AS
 """
 
 LEADERBOARD_COLUMNS = [
-    "method", "preset", "family", "supervision", "dataset", "train_dataset", "pairs", "failed",
+    "method", "preset", "family", "supervision", "dataset", "train_dataset", "in_domain", "pairs",
+    "failed",
     "dice", "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb", "run_id",
 ]
 
 _LEADERBOARD_SQL = """
-SELECT r.method, r.preset, r.family, r.supervision, r.dataset, r.train_dataset,
+SELECT r.method, r.preset, r.family, r.supervision, r.dataset, r.train_dataset, r.in_domain,
        count(*) FILTER (WHERE p.status = 'ok') AS pairs,
        count(*) FILTER (WHERE p.status <> 'ok') AS failed,
        avg(p.mean_dice) AS dice,
@@ -128,7 +174,7 @@ SELECT r.method, r.preset, r.family, r.supervision, r.dataset, r.train_dataset,
        r.run_id
 FROM latest_runs r JOIN latest_pairs p USING (run_id)
 GROUP BY ALL
-ORDER BY r.dataset, dice DESC NULLS LAST, r.method, r.preset
+ORDER BY r.dataset, dice DESC NULLS LAST, r.method, r.preset, r.train_dataset
 """
 
 
@@ -191,12 +237,14 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
 
-    def _read(self, sql: str, params=(), columns: list[str] | None = None) -> pd.DataFrame:
+    def _read(self, sql: str, params=(), columns: list[str] | None = None,
+              table: str = "runs") -> pd.DataFrame:
+        """Run a query; empty when the file or the ``table`` it needs does not exist yet."""
         if not self.path.exists():
             return pd.DataFrame(columns=columns or [])
         with self._connect(read_only=True) as con:
             if not con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
             ).fetchone()[0]:
                 return pd.DataFrame(columns=columns or [])
             return con.execute(sql, params).df()
@@ -281,6 +329,70 @@ class Store:
                 f"INSERT INTO datasets ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 [json.dumps(v) if isinstance(v, (list, dict, tuple)) else v for v in values.values()],
             )
+
+    # --- trainings -----------------------------------------------------------------------------
+    def training(self, key: str) -> dict | None:
+        """One training's row (state, weights, provenance), or None when it never started."""
+        found = self._read("SELECT * FROM trainings WHERE training_key = ?", [key], table="trainings")
+        return found.iloc[0].to_dict() if not found.empty else None
+
+    def begin_training(self, key: str, provenance: dict, folder: str) -> None:
+        """Mark a training as running: a new row, or the existing one (an interrupted, failed or
+        vanished-weights training being resumed) with this attempt's provenance."""
+        with self._write() as con:
+            if con.execute("SELECT count(*) FROM trainings WHERE training_key = ?", [key]).fetchone()[0]:
+                values = {**provenance, "folder": folder, "status": "running", "error": None}
+                assignments = ", ".join(f"{name} = ?" for name in values)
+                con.execute(
+                    f"UPDATE trainings SET {assignments}, attempts = attempts + 1, ended_at = NULL "
+                    "WHERE training_key = ?", [*values.values(), key])
+                return
+            values = {**provenance, "training_key": key, "folder": folder, "status": "running",
+                      "attempts": 1, "seconds": 0.0, "started_at": _now()}
+            con.execute(
+                f"INSERT INTO trainings ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
+            )
+
+    def end_training(self, key: str, status: str, *, seconds: float, weights: str | None = None,
+                     error: str | None = None, steps: int | None = None,
+                     total_steps: int | None = None) -> None:
+        """Record how a training attempt ended: ``complete`` (with its weights), ``failed`` (with
+        the error) or ``interrupted``; its seconds add to those of earlier attempts."""
+        with self._write() as con:
+            con.execute(
+                """UPDATE trainings SET status = ?, weights = ?, error = ?,
+                          steps = coalesce(?, steps), total_steps = coalesce(?, total_steps),
+                          seconds = coalesce(seconds, 0) + ?, ended_at = ?
+                   WHERE training_key = ?""",
+                [status, weights, error, steps, total_steps, seconds, _now(), key])
+
+    def record_curve(self, key: str, points) -> None:
+        """Write loss-curve points ``(step, split, name, value)`` of one training in one
+        transaction; a point already stored for the same (step, split, name) is replaced."""
+        frame = pd.DataFrame(list(points), columns=["step", "split", "name", "value"]).assign(
+            training_key=key, logged_at=_now())
+        with self._write() as con:
+            con.register("incoming_curve", frame)
+            try:
+                con.execute(
+                    """DELETE FROM training_curves t USING incoming_curve i
+                       WHERE t.training_key = i.training_key AND t.step = i.step
+                         AND t.split = i.split AND t.name = i.name""")
+                con.execute("INSERT INTO training_curves BY NAME SELECT * FROM incoming_curve")
+            finally:
+                con.unregister("incoming_curve")
+
+    def trainings(self) -> pd.DataFrame:
+        """Every training with its state and provenance, newest first."""
+        return self._read("SELECT * FROM trainings ORDER BY started_at DESC", table="trainings")
+
+    def training_curves(self, key: str | None = None) -> pd.DataFrame:
+        """Loss-curve points (of one training, or of all), in step order."""
+        where = "WHERE training_key = ?" if key else ""
+        return self._read(
+            f"SELECT * FROM training_curves {where} ORDER BY training_key, split, name, step",
+            [key] if key else [], table="training_curves")
 
     # --- reading -------------------------------------------------------------------------------
     def leaderboard(self) -> pd.DataFrame:
@@ -380,10 +492,15 @@ class Store:
     # A run's rows share its run_id, which is a random UUID made when the run began, so the same
     # run_id in two files is the same run (a copy, or a later state of it), never a clash.
 
+    #: The tables every warpbench store has, and those that arrived with schema version 2.
+    _REQUIRED_TABLES = ("runs", "pairs", "labels", "datasets")
+    _TRAINING_TABLES = ("trainings", "training_curves")
     #: The tables that hold results, in the order they are merged and exported.
-    RESULT_TABLES = ("runs", "pairs", "labels", "datasets")
+    RESULT_TABLES = _REQUIRED_TABLES + _TRAINING_TABLES
     #: The columns that make two rows the same row.
     _ROW_KEYS = {
+        "trainings": ("training_key",),
+        "training_curves": ("training_key", "step", "split", "name"),
         "runs": ("run_id",),
         "pairs": ("run_id", "fixed", "moving", "attempt"),
         "labels": ("run_id", "fixed", "moving", "attempt", "label"),
@@ -412,13 +529,14 @@ class Store:
             raise
         except duckdb.Error as exc:
             raise StoreFileError(f"{self.path}: not a DuckDB file ({exc})") from None
-        missing = sorted(set(self.RESULT_TABLES) - tables)
+        missing = sorted(set(self._REQUIRED_TABLES) - tables)
         if missing:
             raise StoreFileError(f"{self.path}: not a warpbench store (no table {', '.join(missing)})")
 
     def export_tables(self, folder: str | Path, fmt: str = "parquet") -> list[Path]:
-        """Write each results table (and ``run_sources`` when the store has one) to
-        ``folder/<table>.<fmt>``, ``fmt`` being ``parquet`` or ``csv`` (with a header row)."""
+        """Write each results table to ``folder/<table>.<fmt>``, ``fmt`` being ``parquet`` or
+        ``csv`` (with a header row): ``run_sources`` when the store has one, and the training
+        tables when it holds a training (a store of classical runs exports as it always did)."""
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown export format {fmt!r}; expected parquet or csv")
         self.check_file()
@@ -427,7 +545,10 @@ class Store:
         options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
         written = []
         with self._connect(read_only=True) as con:
-            tables = [t for t in (*self.RESULT_TABLES, "run_sources") if t in self._tables(con)]
+            present = self._tables(con)
+            tables = [t for t in (*self._REQUIRED_TABLES, "run_sources") if t in present]
+            if "trainings" in present and con.execute("SELECT count(*) FROM trainings").fetchone()[0]:
+                tables += self._TRAINING_TABLES
             for table in tables:
                 path = folder / f"{table}.{fmt}"
                 con.execute(f"COPY {table} TO {_sql_string(path)} ({options})")
@@ -447,7 +568,8 @@ class Store:
         if self.path.exists():
             self.check_file()
         self.initialise()
-        added = dict.fromkeys([*self.RESULT_TABLES, "run_sources"], 0)
+        # Counts in the order they were always reported (scripts may read it), training last.
+        added = dict.fromkeys([*self._REQUIRED_TABLES, "run_sources", *self._TRAINING_TABLES], 0)
         with self._connect(read_only=False) as con:
             con.execute(self._RUN_SOURCES_SCHEMA)
             for index, source in enumerate(sources):
@@ -481,13 +603,23 @@ class Store:
                 FROM {alias}.runs s
                 WHERE runs.run_id = s.run_id AND s.ended_at IS NOT NULL
                   AND (runs.ended_at IS NULL OR s.ended_at > runs.ended_at)""")
+        source_tables = self._tables(con, alias)
+        if "trainings" in source_tables:  # likewise a training, with its weights and steps
+            con.execute(
+                f"""UPDATE trainings SET status = s.status, ended_at = s.ended_at,
+                           weights = s.weights, error = s.error, steps = s.steps,
+                           seconds = s.seconds, attempts = s.attempts
+                    FROM {alias}.trainings s
+                    WHERE trainings.training_key = s.training_key AND s.ended_at IS NOT NULL
+                      AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
         insert_missing("run_sources", f"""
             SELECT run_id, {_sql_string(source)} AS source, now()::TIMESTAMP AS merged_at
             FROM {alias}.runs""")
-        if "run_sources" in self._tables(con, alias):
+        if "run_sources" in source_tables:
             insert_missing("run_sources", f"SELECT * FROM {alias}.run_sources")
         for table in self.RESULT_TABLES:
-            insert_missing(table, f"SELECT * FROM {alias}.{table}")
+            if table in source_tables:  # a version-1 store has no training tables
+                insert_missing(table, f"SELECT * FROM {alias}.{table}")
 
 
 class StoreFileError(ValueError):
