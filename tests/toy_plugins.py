@@ -1,6 +1,7 @@
 """Throw-away method and dataset plugins defined by the tests themselves, loaded the way any
 plugin is (hook implementations on an object), to drive the scheduler without real data."""
 
+import json
 import time
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 from warpbench import Dataset, Method, Subject
 from warpbench.hookspecs import hookimpl
+from warpbench.methods import LearningMethod
 
 TOY_SHAPE = (12, 14, 10)
 
@@ -100,4 +102,95 @@ suites:
   default:
     methods: [toy-shift]
     datasets: [toy-a, toy-b]
+"""
+
+
+# --- learning: a method whose training is trivially fast, and datasets whose labels differ ------
+class ToyRenamedDataset(ToyDataset):
+    """The toy boxes under other label names: incompatible with ``toy`` unless a ``label_map``
+    says that its cube is the box."""
+
+    kind = "toy-renamed"
+    labels = {1: "cube", 2: "slab"}
+
+
+class ToyLearner(LearningMethod):
+    """Learns one number from the training labels (the mean position of the box along axis 0,
+    one training subject per step) and registers with a constant field of that size.
+
+    It checkpoints every second step, so a resumed training repeats the steps after its last
+    checkpoint (and logs them again). Tests steer it through attributes: ``interrupt_at`` (a
+    simulated Ctrl-C before that step), ``fail_on`` (dataset names whose training raises); and
+    read what it did: ``trained`` (one (dataset, first step) per ``train`` call) and
+    ``registered_with`` (the weights files ``register`` was given).
+    """
+
+    name = "toy-learner"
+    presets = {"default": {"steps": 5}, "labels": {"steps": 5, "supervision": "labels"},
+               "long": {"steps": 20}}
+
+    def __init__(self):
+        self.interrupt_at = None
+        self.fail_on = set()
+        self.trained = []
+        self.registered_with = set()
+
+    def train(self, job):
+        checkpoint = job.folder / "checkpoint.json"
+        state = json.loads(checkpoint.read_text()) if checkpoint.exists() else {"step": 0, "sum": 0}
+        self.trained.append((job.dataset.name, state["step"] + 1))
+        if job.dataset.name in self.fail_on:
+            raise RuntimeError("deliberate training failure")
+        subjects = job.dataset.subjects("train")
+        steps = job.params["steps"]
+        for step in range(state["step"] + 1, steps + 1):
+            if step == self.interrupt_at:
+                raise KeyboardInterrupt
+            labels = job.dataset.load(subjects[step % len(subjects)]).labels
+            state["sum"] += float(np.argwhere(labels == 1)[:, 0].mean())
+            job.log(step, "train", "loss", 1.0 / step)
+            job.log(step, "val", "dice", 1.0 - 1.0 / step)
+            job.progress(step, steps)
+            if step % 2 == 0:
+                checkpoint.write_text(json.dumps({"step": step, "sum": state["sum"]}))
+        weights = job.folder / "weights.json"
+        weights.write_text(json.dumps({"shift": state["sum"] / steps - 6.0}))
+        return weights
+
+    def register(self, fixed, moving, params, device, *, weights):
+        self.registered_with.add(weights)
+        shift = json.loads(weights.read_text())["shift"]
+        return torch.full((3, *fixed.shape), shift, device=device)
+
+
+class ToyLearningPlugin:
+    """A fresh ``ToyLearner`` per plugin object, so tests do not share its state."""
+
+    def __init__(self):
+        self.learner = ToyLearner()
+
+    @hookimpl
+    def register_methods(self, register):
+        register(self.learner)
+
+    @hookimpl
+    def register_datasets(self, register):
+        register(ToyRenamedDataset)
+
+
+TRAINING_CONFIG = """
+datasets:
+  toy-a: {plugin: toy, subjects: 6, split: {train: 2, val: 1, test: 3}, pairs: {test: 2}}
+  toy-b: {plugin: toy, subjects: 5, split: {train: 2, val: 0, test: 3}, pairs: {test: 2}}
+  toy-renamed: {plugin: toy-renamed, subjects: 5, split: {train: 2, val: 0, test: 3}, pairs: {test: 2}}
+  toy-mapped: {plugin: toy-renamed, label_map: {1: box}, subjects: 4, split: {train: 0, val: 0, test: 4},
+               pairs: {test: 2}}
+suites:
+  default:
+    methods: [toy-learner, toy-learner:labels, toy-shift]
+    datasets: [toy-a, toy-b, toy-renamed, toy-mapped]
+  only-a:
+    methods: [toy-learner]
+    datasets: [toy-a, toy-b]
+    train_on: [toy-a]
 """

@@ -1,5 +1,5 @@
-"""The ``warpbench`` command: plugins, datasets, run, leaderboard; and for plugin authors and CI:
-check, new-plugin, ci, merge, export, export-fields."""
+"""The ``warpbench`` command: plugins, datasets, train, run, leaderboard; and for plugin authors
+and CI: check, new-plugin, ci, merge, export, export-fields."""
 
 from __future__ import annotations
 
@@ -74,56 +74,110 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def _planned(args):
+    """The registry, plan and scheduler that ``run`` and ``train`` share: a suite's lists, or
+    --method / --dataset / --train-on instead (with --method and --dataset no suite is needed).
+    Returns an exit status instead when the selection names something unknown."""
     from warpbench.scheduler import Scheduler, expand_method_spec, make_plan
 
     registry = _registry(args)
     config = load_config(args.config)
-    # --method / --dataset override the suite's lists; with both given no suite is needed.
     suite = None
     if args.suite or not (args.method and args.dataset):
         suite = config.suite(args.suite or "default")
     methods = args.method or (suite.methods if suite else [])
     datasets = args.dataset or (suite.datasets if suite else [])
+    # A suite's train_on goes with its datasets; --dataset alone trains on what it names.
+    train_on = args.train_on or (suite.train_on if suite and not args.dataset else None)
     time_limit = args.time_limit or (suite.time_limit if suite else None)
     seed = args.seed if args.seed is not None else (suite.seed if suite else 0)
     try:
         for spec in methods:
             expand_method_spec(spec, registry)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = f"{config.path}: suite {suite.name!r}: " if suite and not args.method else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
-    plan = make_plan(registry, config, methods, datasets)
-    for name, reason in plan.unavailable.items():
-        print(f"skipping dataset {name}: {reason}", file=sys.stderr)
     if args.executor not in registry.executors:
         print(f"error: no executor {args.executor!r} (registered: {', '.join(registry.executors)})",
               file=sys.stderr)
         return 2
+    plan = make_plan(registry, config, methods, datasets, train_on)
+    for name, reason in plan.unavailable.items():
+        print(f"skipping dataset {name}: {reason}", file=sys.stderr)
+    for (source, target), reason in plan.skipped.items():
+        if source == target:
+            print(f"not training on {source}: {reason}", file=sys.stderr)
+        else:
+            print(f"not evaluating networks trained on {source} on {target}: {reason}",
+                  file=sys.stderr)
     executor = registry.executors[args.executor](device=args.device)
-    print(f"{len(plan.runs)} runs on {len(plan.datasets)} datasets, device {executor.describe()}, "
-          f"store {args.db}", file=sys.stderr)
     scheduler = Scheduler(registry, Store(args.db), executor, seed=seed, time_limit=time_limit,
                           restart=args.restart, progress=not args.quiet)
+    return plan, scheduler
+
+
+def _report(summary) -> None:
+    trainings = (f"{summary.trainings_done} trainings run, {summary.trainings_cached} cached, "
+                 f"{summary.trainings_failed} failed")
+    print(f"done: {trainings}; {summary.runs_done} runs computed, {summary.runs_up_to_date} "
+          f"already complete, {summary.pairs_ok} pairs scored, {summary.pairs_failed} failed",
+          file=sys.stderr)
+    for failure in summary.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    for skipped in summary.skipped:
+        print(f"skipped: {skipped}", file=sys.stderr)
+
+
+INTERRUPTED = ("interrupted: finished pairs and training checkpoints are stored; run the same "
+               "command to resume")
+
+
+def cmd_run(args) -> int:
+    planned = _planned(args)
+    if isinstance(planned, int):
+        return planned
+    plan, scheduler = planned
+    print(f"{len(plan.trainings)} trainings, {len(plan.runs)} runs on {len(plan.datasets)} "
+          f"datasets, device {scheduler.executor.describe()}, store {args.db}", file=sys.stderr)
     try:
         summary = scheduler.run(plan)
     except KeyboardInterrupt:
-        print("interrupted: finished pairs are stored; run the same command to resume",
-              file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    print(f"done: {summary.runs_done} runs computed, {summary.runs_up_to_date} already complete, "
-          f"{summary.pairs_ok} pairs scored, {summary.pairs_failed} failed", file=sys.stderr)
-    for failure in summary.failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    return 1 if summary.pairs_failed else 0
+    _report(summary)
+    return 1 if summary.pairs_failed or summary.trainings_failed else 0
+
+
+def cmd_train(args) -> int:
+    planned = _planned(args)
+    if isinstance(planned, int):
+        return planned
+    plan, scheduler = planned
+    if not plan.trainings:
+        print("nothing to train: the selection has no learning method with a training dataset",
+              file=sys.stderr)
+        return 0
+    print(f"{len(plan.trainings)} trainings, device {scheduler.executor.describe()}, checkpoints "
+          f"under {scheduler.checkpoints}", file=sys.stderr)
+    try:
+        summary = scheduler.train(plan)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    _report(summary)
+    return 1 if summary.trainings_failed else 0
 
 
 LEADERBOARD_FORMAT = {
     "dice": "{:.3f}", "dice_std": "{:.3f}", "hd95": "{:.2f}", "sdlogj": "{:.3f}",
     "folding_percent": "{:.3f}", "seconds": "{:.2f}", "peak_memory_mb": "{:.0f}",
 }
-LEADERBOARD_FIELDS = ["method", "preset", "family", "dataset", "pairs", "failed", "dice",
-                      "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb"]
+LEADERBOARD_FIELDS = ["method", "preset", "family", "supervision", "train_dataset", "in_domain",
+                      "dataset", "pairs", "failed", "dice", "dice_std", "hd95", "sdlogj",
+                      "folding_percent", "seconds", "peak_memory_mb"]
+#: How the table shows where a learning method was trained, relative to the dataset scored.
+DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 
 
 def cmd_leaderboard(args) -> int:
@@ -137,6 +191,9 @@ def cmd_leaderboard(args) -> int:
         print(f"no complete runs in {args.db}; fill it with: warpbench run --suite default --db {args.db}")
     else:
         shown = table.copy()
+        shown["in_domain"] = [DOMAIN_MARKS.get(v, "-") if v == v else "-" for v in shown["in_domain"]]
+        shown["train_dataset"] = shown["train_dataset"].fillna("-")
+        shown = shown.rename(columns={"train_dataset": "trained_on", "in_domain": "domain"})
         for column, fmt in LEADERBOARD_FORMAT.items():
             shown[column] = shown[column].map(lambda v, f=fmt: "-" if v is None or v != v else f.format(v))
         print(shown.to_string(index=False))
@@ -380,20 +437,30 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--db", default=DEFAULT_DB, help="where MI(i;s) is cached")
     datasets.add_argument("--no-mi", action="store_true", help="skip MI (no subject is loaded)")
 
-    run = commands.add_parser("run", help="evaluate methods on datasets into the store (resumes)")
-    run.add_argument("--db", default=DEFAULT_DB)
-    run.add_argument("--config", default=DEFAULT_CONFIG)
-    run.add_argument("--suite", help="a suite of datasets.yaml (default: 'default')")
-    run.add_argument("--method", action="append", metavar="NAME[:PRESET]",
-                     help="method and preset (NAME:* for every preset); repeatable")
-    run.add_argument("--dataset", action="append", metavar="NAME", help="repeatable")
-    run.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-    run.add_argument("--executor", default="inprocess")
+    run = commands.add_parser("run", help="train what is missing, then evaluate methods on "
+                                            "datasets into the store (resumes)")
+    train = commands.add_parser("train", help="train the learning methods of a selection without "
+                                              "evaluating (cached, resumes)")
+    for command in (run, train):
+        command.add_argument("--db", default=DEFAULT_DB,
+                             help="the store; trained weights go to checkpoints/ beside it")
+        command.add_argument("--config", default=DEFAULT_CONFIG)
+        command.add_argument("--suite", help="a suite of datasets.yaml (default: 'default')")
+        command.add_argument("--method", action="append", metavar="NAME[:PRESET]",
+                             help="method and preset (NAME:* for every preset); repeatable")
+        command.add_argument("--dataset", action="append", metavar="NAME", help="repeatable")
+        command.add_argument("--train-on", action="append", metavar="NAME",
+                             help="train learning methods on this dataset (default: the suite's "
+                                  "train_on, else every selected dataset with train subjects); "
+                                  "repeatable")
+        command.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+        command.add_argument("--executor", default="inprocess")
+        command.add_argument("--seed", type=int)
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--time-limit", type=float, help="seconds per pair before it counts as failed")
-    run.add_argument("--seed", type=int)
     run.add_argument("--restart", action="store_true",
                      help="start new runs instead of resuming the newest ones")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(time_limit=None, restart=False)
 
     board = commands.add_parser("leaderboard", help="print the leaderboard")
     board.add_argument("--db", default=DEFAULT_DB)
@@ -405,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"plugins": cmd_plugins, "datasets": cmd_datasets, "run": cmd_run,
-               "leaderboard": cmd_leaderboard}.get(args.command) or args.handler
+               "train": cmd_train, "leaderboard": cmd_leaderboard}.get(args.command) or args.handler
     try:
         return handler(args)
     except (ConfigError, plugin_loading.PluginError) as exc:
