@@ -92,12 +92,13 @@ def interior_mean(disp, axis: int) -> float:
     return float(inner.mean())
 
 
-def test_plugin_registers_the_three_methods(monkeypatch):
+def test_plugin_registers_the_classical_methods(monkeypatch):
     monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", "")
     registry = load_registry(extra_plugins=[warpbench_classical], strict=True)
-    assert sorted(registry.methods) == ["affine", "greedy", "identity"]
+    assert sorted(registry.methods) == ["affine", "demons", "greedy", "identity", "syn"]
     assert registry.methods["identity"].family == "baseline"
-    assert set(GreedyMethod.presets) >= {"default", "fast"}
+    for name in ("greedy", "syn", "demons"):
+        assert set(registry.methods[name].presets) >= {"default", "fast", "literature"}
 
 
 def test_identity_returns_zeros_of_the_right_shape():
