@@ -8,7 +8,7 @@ SERVE ?= 1
 DB ?= results/warpbench.duckdb
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean peers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional ANTs and FireANTs peers (plugins `ants`, `fireants`) in a venv of their own,
+# $(PEERS_VENV): their pins (antspyx: numpy<2.4, scipy<1.16; fireants: SimpleITK==2.2.1) would
+# hold the core's venv back. Torch first and pinned, as for the core.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -c "import torch" 2>/dev/null || $(PEERS_VENV)/bin/pip install "$(TORCH_SPEC)"
+	$(PEERS_VENV)/bin/pip install -e ".[ants,fireants]"
+	touch $@
+
+peers: $(PEERS_VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/warpbench run --suite default --db $(DB)

@@ -1,0 +1,135 @@
+"""FireANTs' GreedyRegistration and SyNRegistration with the settings its authors publish."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from warpbench import Method
+from warpbench.spatial import as_numpy
+from warpbench_fireants.fields import pullback_from_coordinates
+
+INSTALL = "pip install 'warpbench[fireants]' (or `make peers` for a separate venv)"
+
+
+def import_fireants(method: str) -> SimpleNamespace:
+    """What of fireants a registration needs (SimpleITK, its image classes, its two registration
+    classes, its smallest pyramid level), imported on first use so that registering never needs
+    the package."""
+    try:
+        import SimpleITK
+        from fireants.io import image
+        from fireants.registration import greedy, syn
+        from fireants.utils.globals import MIN_IMG_SIZE
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"method {method!r} (plugin 'fireants') needs the package fireants, which cannot be "
+            f"imported here ({exc}); install it with: {INSTALL}", name="fireants") from exc
+    return SimpleNamespace(
+        sitk=SimpleITK, image=image, min_size=MIN_IMG_SIZE,
+        classes={"greedy": greedy.GreedyRegistration, "syn": syn.SyNRegistration})
+
+
+class _FireantsMethod(Method):
+    """One FireANTs deformable registration class behind the warpbench method contract."""
+
+    family = "classical"
+    version = "1"
+    #: Which FireANTs class runs it: "greedy" or "syn".
+    algorithm: str
+
+    def availability(self) -> tuple[bool, str]:
+        """Whether fireants can be imported here, and if not why (as ``Dataset.availability``)."""
+        try:
+            import_fireants(self.name)
+        except ModuleNotFoundError as exc:
+            return False, str(exc)
+        return True, ""
+
+    def register(self, fixed, moving, params, device):
+        """Run the FireANTs schedule in ``params`` on ``device`` with images of unit spacing and
+        identity direction (the voxel grid itself), and return its warp as a voxel pull-back."""
+        fireants = import_fireants(self.name)
+        unknown = set(params) - set(self.presets["default"])
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown parameters {sorted(unknown)} "
+                             f"(known: {', '.join(self.presets['default'])})")
+        settings = {**self.presets["default"], **params}
+        if min(fixed.shape) < fireants.min_size:
+            # FireANTs sizes every pyramid level at least min_size per axis, which on a smaller
+            # image mismatches its own full-resolution level.
+            raise ValueError(f"method {self.name!r}: fireants needs at least "
+                             f"{fireants.min_size} voxels per axis, got {tuple(fixed.shape)}")
+
+        def batch(volume):
+            array = np.ascontiguousarray(as_numpy(volume), dtype=np.float32)
+            # GetImageFromArray reads a (D, H, W) array as ITK's (x, y, z) = (W, H, D), and
+            # fireants reads it back as (D, H, W): the array's own axes throughout.
+            itk_image = fireants.sitk.GetImageFromArray(array)
+            return fireants.image.BatchedImages(
+                [fireants.image.Image(itk_image, device=str(device))])
+
+        fixed_batch, moving_batch = batch(fixed), batch(moving)
+        registration = fireants.classes[self.algorithm](
+            scales=list(settings["scales"]),
+            iterations=list(settings["iterations"]),
+            fixed_images=fixed_batch,
+            moving_images=moving_batch,
+            loss_type=settings["loss"],
+            cc_kernel_size=settings["cc_kernel_size"],
+            deformation_type="compositive",
+            optimizer="Adam",
+            optimizer_lr=settings["learning_rate"],
+            smooth_grad_sigma=settings["smooth_grad_sigma"],
+            smooth_warp_sigma=settings["smooth_warp_sigma"],
+            progress_bar=False,
+        )
+        with torch.enable_grad():
+            registration.optimize()
+        with torch.no_grad():
+            coords = registration.get_warped_coordinates(fixed_batch, moving_batch)
+            return pullback_from_coordinates(coords)
+
+
+class FireantsGreedyMethod(_FireantsMethod):
+    name = "fireants-greedy"
+    algorithm = "greedy"
+    description = (
+        "FireANTs greedy diffeomorphic registration (compositive, Riemannian Adam, LNCC); "
+        "needs fireants (pip install 'warpbench[fireants]')."
+    )
+    # The FireANTs quick-start's deformable settings.
+    presets = {
+        "default": {
+            "scales": [4, 2, 1],
+            "iterations": [200, 100, 25],
+            "loss": "cc",  # local normalised cross-correlation
+            "cc_kernel_size": 5,  # voxels per side
+            "learning_rate": 0.5,
+            "smooth_grad_sigma": 1.0,  # voxels; smooths each update
+            "smooth_warp_sigma": 0.5,  # voxels; smooths the accumulated warp
+        },
+    }
+
+
+class FireantsSynMethod(_FireantsMethod):
+    name = "fireants-syn"
+    algorithm = "syn"
+    description = (
+        "FireANTs symmetric (SyN-style) diffeomorphic registration to a midpoint, LNCC; "
+        "needs fireants (pip install 'warpbench[fireants]')."
+    )
+    # The SyN settings of FireANTs' LPBA40 evaluation script.
+    presets = {
+        "default": {
+            "scales": [4, 2, 1],
+            "iterations": [100, 75, 50],
+            "loss": "cc",
+            "cc_kernel_size": 5,
+            "learning_rate": 0.5,
+            "smooth_grad_sigma": 1.0,
+            "smooth_warp_sigma": 0.5,
+        },
+    }
