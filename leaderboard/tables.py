@@ -56,7 +56,8 @@ NUMBER_FORMATS: dict[str, str] = {
 # Header -> tooltip.
 COLUMN_HELP: dict[str, str] = {
     "Rank": "Rank by mean Dice among every configuration on this dataset (ties share a rank)",
-    "Trained on": "Training dataset of a learning method (empty: no training)",
+    "Trained on": "Training dataset of a learning method (empty: no training), and whether it is "
+                  "tested on it (in-domain) or on another dataset (shifted)",
     "Pairs": "Test pairs registered successfully (latest attempt of each pair)",
     "Failed": "Test pairs whose latest attempt failed; they are left out of the scores",
     "Mean Dice": "Mean over pairs of the mean Dice over labels (higher is better)",
@@ -112,8 +113,13 @@ def filter_leaderboard(
 
 def display_table(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as shown: the display columns in order, renamed to their headers, numbers
-    kept numeric (so the table still sorts), missing text shown as a dash, a fresh index."""
+    kept numeric (so the table still sorts), missing text shown as a dash, a fresh index. A
+    training dataset is marked in-domain (it is the dataset tested) or shifted."""
     table = board.reindex(columns=list(DISPLAY_COLUMNS)).copy()
+    trained = table["train_dataset"].notna()
+    table.loc[trained, "train_dataset"] = [
+        f"{train} ({'in-domain' if train == tested else 'shifted'})"
+        for train, tested in zip(table.loc[trained, "train_dataset"], table.loc[trained, "dataset"])]
     for column in _TEXT_COLUMNS:
         table[column] = table[column].astype("object").where(table[column].notna(), MISSING_TEXT)
     for column in _COUNT_COLUMNS:

@@ -176,12 +176,16 @@ LEADERBOARD_FORMAT = {
 LEADERBOARD_FIELDS = ["method", "preset", "family", "supervision", "train_dataset", "in_domain",
                       "dataset", "pairs", "failed", "dice", "dice_std", "hd95", "sdlogj",
                       "folding_percent", "seconds", "peak_memory_mb"]
-#: How the table shows where a learning method was trained, relative to the dataset scored.
+#: How the table marks a learning method's test dataset against its training dataset.
 DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 
 
 def cmd_leaderboard(args) -> int:
-    table = Store(args.db).leaderboard()[LEADERBOARD_FIELDS]
+    board = Store(args.db).leaderboard()
+    # In domain: tested on its training dataset (None for a method that is not trained).
+    board["in_domain"] = [None if train is None or train != train else train == tested
+                          for train, tested in zip(board["train_dataset"], board["dataset"])]
+    table = board[LEADERBOARD_FIELDS]
     if args.format == "json":
         records = json.loads(table.to_json(orient="records"))
         print(json.dumps(records, indent=2))
@@ -191,7 +195,7 @@ def cmd_leaderboard(args) -> int:
         print(f"no complete runs in {args.db}; fill it with: warpbench run --suite default --db {args.db}")
     else:
         shown = table.copy()
-        shown["in_domain"] = [DOMAIN_MARKS.get(v, "-") if v == v else "-" for v in shown["in_domain"]]
+        shown["in_domain"] = shown["in_domain"].map(DOMAIN_MARKS).fillna("-")
         shown["train_dataset"] = shown["train_dataset"].fillna("-")
         shown = shown.rename(columns={"train_dataset": "trained_on", "in_domain": "domain"})
         for column, fmt in LEADERBOARD_FORMAT.items():

@@ -155,13 +155,12 @@ CREATE OR REPLACE VIEW latest_datasets AS
 """
 
 LEADERBOARD_COLUMNS = [
-    "method", "preset", "family", "supervision", "dataset", "train_dataset", "in_domain", "pairs",
-    "failed",
+    "method", "preset", "family", "supervision", "dataset", "train_dataset", "pairs", "failed",
     "dice", "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb", "run_id",
 ]
 
 _LEADERBOARD_SQL = """
-SELECT r.method, r.preset, r.family, r.supervision, r.dataset, r.train_dataset, r.in_domain,
+SELECT r.method, r.preset, r.family, r.supervision, r.dataset, r.train_dataset,
        count(*) FILTER (WHERE p.status = 'ok') AS pairs,
        count(*) FILTER (WHERE p.status <> 'ok') AS failed,
        avg(p.mean_dice) AS dice,
