@@ -1,0 +1,146 @@
+"""The two learning methods and their presets.
+
+Both predict a stationary velocity field integrated by scaling and squaring (LKU-Net's paper has
+a direct-displacement variant too; one output type for both keeps the architecture the only
+difference between them, and both diffeomorphic).
+
+Presets: ``default`` trains unsupervised (local NCC + diffusion, VoxelMorph's weight for NCC);
+``labels`` adds a Dice loss on the moving labels warped by the predicted field; ``*-long`` spend
+four times the training steps (the training budget as an axis); ``io`` registers with
+``default``'s network and then refines each pair's velocity by a few optimisation steps.
+The budget of ``default`` is sized for a 48x56x48 synthetic dataset to train in one to two
+minutes on two CPU cores (scale ``steps`` or set ``minutes`` for real data).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from warpbench import LearningMethod
+from warpbench.spatial import as_tensor
+from warpbench.training import TrainingJob
+from warpbench_learning import training
+from warpbench_learning.checkpoint import load_weights
+from warpbench_learning.data import normalise
+from warpbench_learning.instance import instance_optimise
+from warpbench_learning.integrate import displacement
+from warpbench_learning.model import build_network
+
+#: Keys that act at registration only: weights trained under one value serve every value.
+TEST_TIME_KEYS = ("io_steps", "io_learning_rate")
+#: Networks kept loaded per process (weights file, version on disk, device and preset).
+CACHED_NETWORKS = 8
+
+TRAINING = {
+    "supervision": "none",  # or "labels": adds the Dice loss of the warped moving labels
+    "steps": 300,  # optimiser steps; the budget
+    "minutes": None,  # a wall-clock budget too, when set (counts time spent before a resume)
+    "batch_size": 1,
+    "learning_rate": 1e-3,
+    "lncc_window": 9,  # voxels per side of the local NCC window (VoxelMorph's)
+    "smoothness_weight": 1.0,  # diffusion weight; VoxelMorph's lambda for NCC
+    "dice_weight": 1.0,  # Dice loss weight, used when supervision is "labels"
+    "integration_steps": 7,  # scaling-and-squaring steps
+    "downsize": 2,  # the network and the integration work on the pair shrunk by this factor
+    "augment": False,  # random flips of whole pairs
+    "log_every": 10,  # steps between train-loss points (each the mean since the last)
+    "val_every": 50,  # steps between validations
+    "val_pairs": 4,  # validation pairs drawn when the dataset names none
+    "checkpoint_every": 50,  # steps between checkpoints
+    "io_steps": 0,  # test-time optimisation steps per pair
+    "io_learning_rate": 0.1,  # voxels of velocity per Adam step
+}
+
+
+def make_presets(widths: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    default = {**TRAINING, **widths}
+    labels = {**default, "supervision": "labels"}
+    return {
+        "default": default,
+        "labels": labels,
+        "default-long": {**default, "steps": 4 * default["steps"]},
+        "labels-long": {**labels, "steps": 4 * labels["steps"]},
+        "io": {**default, "io_steps": 20},
+    }
+
+
+@functools.lru_cache(maxsize=CACHED_NETWORKS)
+def _load_network(path: str, mtime_ns: int, device: str, method: str, version: str, trained: str):
+    """The network in ``path`` on ``device`` in eval mode; cached, so that registering many
+    pairs with one weights file loads it once (``mtime_ns`` makes a rewritten file reload)."""
+    params = json.loads(trained)
+    state = load_weights(Path(path), method, version, params)
+    net = build_network(params)
+    net.load_state_dict(state)
+    return net.to(device).eval()
+
+
+class UNetMethod(LearningMethod):
+    """A learning method defined by its network; subclasses set ``architecture`` and presets."""
+
+    architecture: ClassVar[str]
+    supervision = "none"
+
+    def settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` over the method's ``default`` preset, with its architecture; an unknown key
+        is an error, so a misspelt hyperparameter never falls back silently."""
+        defaults = self.presets["default"]
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameters {unknown}; known are {sorted(defaults)}")
+        return {**defaults, **params, "architecture": self.architecture}
+
+    @staticmethod
+    def trained_params(settings: dict[str, Any]) -> dict[str, Any]:
+        """What decides the weights: every setting but the test-time ones."""
+        return {k: v for k, v in settings.items() if k not in TEST_TIME_KEYS}
+
+    def train(self, job: TrainingJob) -> Path:
+        settings = self.settings(job.params)
+        return training.train(job, settings, self.trained_params(settings), self.name, self.version)
+
+    def register(self, fixed, moving, params, device, *, weights: Path):
+        """Predict the velocity, refine it on the pair when the preset says so, integrate it."""
+        settings = self.settings(params)
+        trained = json.dumps(self.trained_params(settings), sort_keys=True)
+        weights = Path(weights)
+        net = _load_network(
+            str(weights.resolve()), weights.stat().st_mtime_ns, str(device), self.name, self.version, trained
+        )
+        fixed_t = as_tensor(normalise(np.asarray(fixed)), device)[None, None]
+        moving_t = as_tensor(normalise(np.asarray(moving)), device)[None, None]
+        with torch.no_grad(), training.autocast_for(device):
+            velocity = net(fixed_t, moving_t)
+        if settings["io_steps"]:
+            velocity = instance_optimise(velocity, fixed_t, moving_t, settings)
+        with torch.no_grad():
+            return displacement(velocity, settings["integration_steps"], fixed_t.shape[2:])[0]
+
+
+class VoxelMorph(UNetMethod):
+    name = "voxelmorph"
+    architecture = "voxelmorph"
+    version = "1"
+    description = (
+        "VoxelMorph (Balakrishnan et al. 2019), diffeomorphic: a U-Net of strided convolutions "
+        "predicts a stationary velocity field, integrated by scaling and squaring."
+    )
+    # VoxelMorph's widths (16-32-32-32 / 32-32-32-32-32-16-16) halved, for CPU budgets.
+    presets = make_presets({"encoder": [8, 16, 16, 16], "decoder": [16, 16, 16, 16, 8, 8]})
+
+
+class LKUNet(UNetMethod):
+    name = "lkunet"
+    architecture = "lkunet"
+    version = "1"
+    description = (
+        "LKU-Net (Jia et al. 2022), compact: a U-Net whose encoder blocks sum a 5^3 and a 3^3 "
+        "convolution and the identity; velocity field integrated by scaling and squaring."
+    )
+    presets = make_presets({"encoder": [8, 16, 16, 16], "decoder": [16, 16, 16, 16, 8]})
