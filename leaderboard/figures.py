@@ -192,6 +192,24 @@ def supervision_figure(best: pd.DataFrame) -> go.Figure:
 
 
 # --- domain shift --------------------------------------------------------------------------------
+def training_curve_figure(curves: pd.DataFrame, title: str = "") -> go.Figure:
+    """One training's logged values against its step, one line per (split, name), each name in
+    its own panel (losses and validation scores have different scales)."""
+    if curves.empty:
+        return empty_figure("This training logged no curve points.")
+    names = sorted(curves["name"].unique())
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+                        vertical_spacing=0.08)
+    for row, name in enumerate(names, start=1):
+        for split, part in curves[curves["name"] == name].groupby("split"):
+            part = part.sort_values("step")
+            fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines+markers",
+                                     name=f"{split} {name}", marker={"size": 4}), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(names), col=1)
+    fig.update_layout(title=title, height=max(300, 220 * len(names)))
+    return fig
+
+
 def domain_heatmap_figure(matrix: pd.DataFrame, title: str = "") -> go.Figure:
     """Mean Dice, training dataset (rows) by test dataset (columns), values written in."""
     if matrix.empty:

@@ -85,6 +85,18 @@ def load_failed_pairs(db_path: str) -> pd.DataFrame:
 
 
 @_by_content
+def load_trainings(db_path: str) -> pd.DataFrame:
+    """``Store.trainings()``: every training of a learning method, its state and provenance."""
+    return Store(db_path).trainings()
+
+
+@_by_content
+def load_training_curves(db_path: str) -> pd.DataFrame:
+    """``Store.training_curves()``: the loss-curve points of every training."""
+    return Store(db_path).training_curves()
+
+
+@_by_content
 def load_summary(db_path: str) -> pd.DataFrame:
     """The leaderboard with ranks, bootstrap CIs and worst-30 % (``tables.summarise``)."""
     return tables.summarise(load_leaderboard(db_path), load_pair_scores(db_path))

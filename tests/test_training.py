@@ -240,3 +240,29 @@ def test_merge_and_export_carry_trainings_and_curves(setup, tmp_path):
     assert len(merged.training_curves()) == len(store.training_curves()) == 10
     written = {p.name for p in store.export_tables(tmp_path / "export", "csv")}
     assert {"trainings.csv", "training_curves.csv"} <= written
+
+
+def _runs_page(app_dir: str) -> None:
+    """What AppTest runs: the app with the Runs page at the root URL."""
+    import sys
+
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    import app
+
+    app.main(start_page="runs")
+
+
+def test_the_runs_page_shows_trainings_and_their_curves(setup, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    registry, config, store, _ = setup
+    run(registry, config, store, ["toy-learner"], ["toy-a"])
+    monkeypatch.setenv("WARPBENCH_DB", str(store.path))
+    app_dir = str(Path(__file__).resolve().parents[1] / "leaderboard")
+    at = AppTest.from_function(_runs_page, args=(app_dir,), default_timeout=60).run()
+    assert not at.exception
+    assert "Trainings" in [h.value for h in at.header]
+    assert at.selectbox(key="training_curve").value == store.trainings()["training_key"][0]
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["name"] for t in chart["data"]} == {"train loss", "val dice"}

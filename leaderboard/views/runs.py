@@ -1,4 +1,5 @@
-"""Runs: every run with its provenance and status, and every failed pair with its error."""
+"""Runs: every run with its provenance and status, every failed pair with its error, and every
+training of a learning method with its loss curves."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import streamlit as st
 
+import figures
 import loaders
 import tables
 
@@ -43,6 +45,8 @@ def render(db_path: str) -> None:
         else:
             st.dataframe(failures[tables.FAILURE_COLUMNS], hide_index=True)
 
+    _trainings(db_path)
+
     st.header("One run's provenance")
     records = shown.to_dict("records")
     labels = {r["run_id"]: tables.run_choice_label(r) for r in records}
@@ -56,3 +60,27 @@ def render(db_path: str) -> None:
             except ValueError:
                 pass
         st.json(detail)
+
+
+TRAINING_COLUMNS = ["method", "preset", "supervision", "train_dataset", "status", "steps",
+                    "total_steps", "seconds", "attempts", "error", "device", "training_key"]
+
+
+def _trainings(db_path: str) -> None:
+    """The trainings table and the chosen training's curves (nothing when there are none)."""
+    trainings = loaders.read_or_explain(db_path, loaders.load_trainings)
+    if trainings is None or trainings.empty:
+        return
+    st.header("Trainings")
+    st.caption("One row per trained network (method, preset, training dataset, seed). A training "
+               "is `interrupted` when stopped (the next run resumes it from its checkpoint) and "
+               "`failed` with its error; its evaluations wait until it completes.")
+    st.dataframe(trainings[TRAINING_COLUMNS], hide_index=True, column_config={
+        "seconds": st.column_config.NumberColumn("seconds", format="%.0f")})
+    labels = {r["training_key"]: f"{r['method']}:{r['preset']} trained on {r['train_dataset']}"
+              for r in trainings.to_dict("records")}
+    key = st.selectbox("Training", list(labels), format_func=labels.get, key="training_curve")
+    curves = loaders.read_or_explain(db_path, loaders.load_training_curves)
+    if key and curves is not None:
+        st.plotly_chart(figures.training_curve_figure(curves[curves["training_key"] == key],
+                                                      labels[key]), key="training_curve_chart")

@@ -448,9 +448,10 @@ class Store:
 
     def content_stamp(self) -> tuple:
         """A cheap fingerprint of the store's content (row counts, newest pair and run end,
-        complete runs, dataset rows): rows are only appended, and a run's status and end time are
-        the only updates, so equal stamps mean equal content and cached analyses can be reused.
-        Empty for a missing file or one without runs."""
+        complete runs, dataset rows, trainings' states and curve points): rows are only
+        appended, and a run's status and end time and a training's state are the only updates,
+        so equal stamps mean equal content and cached analyses can be reused. Empty for a
+        missing file or one without runs."""
         found = self._read(
             """SELECT (SELECT count(*) FROM runs) AS runs,
                       (SELECT count(*) FILTER (WHERE status = 'complete') FROM runs) AS complete,
@@ -458,7 +459,13 @@ class Store:
                       (SELECT count(*) FROM pairs) AS pairs,
                       (SELECT max(finished_at) FROM pairs) AS finished,
                       (SELECT count(*) FROM datasets) AS datasets""")
-        return tuple(str(v) for v in found.iloc[0]) if not found.empty else ()
+        trained = self._read(  # empty for a store written before trainings existed
+            """SELECT (SELECT count(*) FROM training_curves) AS points,
+                      (SELECT max(logged_at) FROM training_curves) AS logged,
+                      (SELECT string_agg(status, ',' ORDER BY training_key) FROM trainings) AS states""",
+            table="training_curves")
+        return tuple(str(v) for frame in (found, trained) if not frame.empty
+                     for v in frame.iloc[0])
 
     def failed_pairs(self) -> pd.DataFrame:
         """Pairs whose latest attempt failed, in every run (complete or not), with the error and
