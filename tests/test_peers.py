@@ -104,17 +104,32 @@ def test_ants_transforms_come_back_as_the_voxel_pullback(tmp_path):
                                                      disp.shape), atol=1e-4)
     # A rotation about the centre plus a shift: warpbench's nearest-neighbour label warp through
     # the converted field matches antsApplyTransforms' own (ties at exactly half a voxel aside).
-    rotation = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
-                                          center=[n / 2 for n in image.shape], translation=[1.3, 0.4, -0.7],
-                                          matrix=_rotation_matrix(0.15))
+    rotation = ants.create_ants_transform(
+        transform_type="AffineTransform", dimension=3, center=[n / 2 for n in image.shape],
+        translation=[1.3, 0.4, -0.7], matrix=_rotation_matrix(0.15))
     ants.write_transform(rotation, str(tmp_path / "rot.mat"))
     disp = pullback_from_transforms(ants, fixed, [str(tmp_path / "rot.mat")], tmp_path)
     labels = label_map(image.shape)
     theirs = ants.apply_transforms(fixed, ants.from_numpy(labels.astype(np.float32)),
                                    [str(tmp_path / "rot.mat")], interpolator="nearestNeighbor")
-    ours = warp_labels(labels, disp)
-    inside = interior(np.stack([ours, theirs.numpy().astype(np.int32)]))
-    assert np.mean(inside[0] == inside[1]) > 0.999
+    assert agreement(warp_labels(labels, disp), theirs.numpy()) > 0.999
+    # A real registration's transform list (an affine, then SyN's warp) composes the same way.
+    moving = ants.from_numpy(smooth_image(offset=SHIFT))
+    result = ants.registration(fixed, moving, type_of_transform="SyN", syn_metric="CC",
+                               syn_sampling=2, reg_iterations=(20, 10),
+                               outprefix=str(tmp_path / "reg_"))
+    assert len(result["fwdtransforms"]) == 2
+    disp = pullback_from_transforms(ants, fixed, result["fwdtransforms"], tmp_path)
+    moving_labels = label_map(image.shape)
+    theirs = ants.apply_transforms(fixed, ants.from_numpy(moving_labels.astype(np.float32)),
+                                   result["fwdtransforms"], interpolator="nearestNeighbor")
+    assert agreement(warp_labels(moving_labels, disp), theirs.numpy()) > 0.995
+
+
+def agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The fraction of interior voxels where two label maps agree."""
+    inside = interior(np.stack([ours, theirs.astype(ours.dtype)]))
+    return float(np.mean(inside[0] == inside[1]))
 
 
 def _rotation_matrix(angle: float) -> np.ndarray:
@@ -172,9 +187,9 @@ def test_fireants_warp_converted_moves_the_image_as_fireants_does():
         fireants.image.BatchedImages([fireants.image.Image(fireants.sitk.GetImageFromArray(a),
                                                            device="cpu")])
         for a in (fixed, moving))
-    registration = fireants.classes["greedy"](scales=[2, 1], iterations=[30, 10], fixed_images=fixed_batch,
-                                     moving_images=moving_batch, cc_kernel_size=5,
-                                     progress_bar=False)
+    registration = fireants.classes["greedy"](
+        scales=[2, 1], iterations=[30, 10], fixed_images=fixed_batch, moving_images=moving_batch,
+        cc_kernel_size=5, progress_bar=False)
     registration.optimize()
     with torch.no_grad():
         disp = pullback_from_coordinates(
