@@ -78,6 +78,13 @@ class GreedyMethod(Method):
         },
     }
     presets["fast"] = {**presets["default"], "iterations": [100, 50, 15], "tolerance": 1e-3}
+    # The weak settings of earlier comparisons: mean squares, a short schedule, a loose stop.
+    presets["literature"] = {
+        **presets["default"],
+        "loss": "mse",
+        "iterations": [40, 20, 10],
+        "tolerance": 1e-2,
+    }
 
     def register(self, fixed, moving, params, device):
         """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
