@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 # Pairs are registered in a worker thread (for the time limit); torch's idle OpenMP threads
@@ -133,6 +135,21 @@ INTERRUPTED = ("interrupted: finished pairs and training checkpoints are stored;
                "command to resume")
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _kill_as_interrupt():
+    """Treat SIGTERM (a kill, a job scheduler, ``timeout``) like Ctrl-C while computing, so runs
+    and trainings are marked interrupted and buffered curve points are written before exit."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_run(args) -> int:
     planned = _planned(args)
     if isinstance(planned, int):
@@ -141,7 +158,8 @@ def cmd_run(args) -> int:
     print(f"{len(plan.trainings)} trainings, {len(plan.runs)} runs on {len(plan.datasets)} "
           f"datasets, device {scheduler.executor.describe()}, store {args.db}", file=sys.stderr)
     try:
-        summary = scheduler.run(plan)
+        with _kill_as_interrupt():
+            summary = scheduler.run(plan)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
@@ -161,7 +179,8 @@ def cmd_train(args) -> int:
     print(f"{len(plan.trainings)} trainings, device {scheduler.executor.describe()}, checkpoints "
           f"under {scheduler.checkpoints}", file=sys.stderr)
     try:
-        summary = scheduler.train(plan)
+        with _kill_as_interrupt():
+            summary = scheduler.train(plan)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
@@ -173,9 +192,10 @@ LEADERBOARD_FORMAT = {
     "dice": "{:.3f}", "dice_std": "{:.3f}", "hd95": "{:.2f}", "sdlogj": "{:.3f}",
     "folding_percent": "{:.3f}", "seconds": "{:.2f}", "peak_memory_mb": "{:.0f}",
 }
-LEADERBOARD_FIELDS = ["method", "preset", "family", "supervision", "train_dataset", "in_domain",
-                      "dataset", "pairs", "failed", "dice", "dice_std", "hd95", "sdlogj",
-                      "folding_percent", "seconds", "peak_memory_mb"]
+# New fields go at the end: scripts read these columns by position.
+LEADERBOARD_FIELDS = ["method", "preset", "family", "dataset", "pairs", "failed", "dice",
+                      "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb",
+                      "supervision", "train_dataset", "in_domain"]
 #: How the table marks a learning method's test dataset against its training dataset.
 DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 
@@ -194,7 +214,7 @@ def cmd_leaderboard(args) -> int:
     elif table.empty:
         print(f"no complete runs in {args.db}; fill it with: warpbench run --suite default --db {args.db}")
     else:
-        shown = table.copy()
+        shown = table.drop(columns="supervision")  # the preset says it
         shown["in_domain"] = shown["in_domain"].map(DOMAIN_MARKS).fillna("-")
         shown["train_dataset"] = shown["train_dataset"].fillna("-")
         shown = shown.rename(columns={"train_dataset": "trained_on", "in_domain": "domain"})

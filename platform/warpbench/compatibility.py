@@ -22,8 +22,16 @@ def incompatibility(trained_on: Dataset, evaluated: Dataset) -> str | None:
     ours, theirs = set(trained_on.label_names().values()), set(evaluated.label_names().values())
     if ours == theirs:
         return None
-    only_train = ", ".join(sorted(ours - theirs)) or "none"
-    only_eval = ", ".join(sorted(theirs - ours)) or "none"
-    return (f"labels differ between {trained_on.name!r} and {evaluated.name!r} (only in "
-            f"{trained_on.name}: {only_train}; only in {evaluated.name}: {only_eval}); add a "
-            "label_map to a datasets.yaml block if they name the same structures")
+    return (f"labels differ between {trained_on.name!r} and {evaluated.name!r} "
+            f"({len(ours & theirs)} shared; only in {trained_on.name}: {_some(ours - theirs)}; "
+            f"only in {evaluated.name}: {_some(theirs - ours)}); a datasets.yaml block's "
+            "label_map can say which names mean the same structure")
+
+
+def _some(names: set[str], shown: int = 4) -> str:
+    """A few of ``names`` (sorted), and how many more: a reason stays one readable line."""
+    if not names:
+        return "none"
+    ordered = sorted(names)
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return ", ".join(ordered[:shown]) + more
