@@ -60,6 +60,7 @@ def test_the_matrix_records_training_dataset_domain_and_supervision(setup):
     assert {Path(w) for w in trainings["weights"]} == learner.registered_with
     board = store.leaderboard()
     assert len(board[board["method"] == "toy-learner"]) == 10  # two presets: two configurations
+    assert sorted(summary.run_ids) == sorted(runs["run_id"])
 
 
 def test_a_complete_training_is_a_cache_hit_and_a_changed_key_retrains(setup, tmp_path):
@@ -70,9 +71,10 @@ def test_a_complete_training_is_a_cache_hit_and_a_changed_key_retrains(setup, tm
     weights = tmp_path / "results" / "checkpoints" / "toy-learner" / key / "weights.json"
     assert store.training(key)["weights"] == str(weights) and weights.exists()
 
-    summary = run(registry, config, store, ["toy-learner"], ["toy-a"])
+    # The same network tested on one more dataset: its weights come from the cache.
+    summary = run(registry, config, store, ["toy-learner"], ["toy-a", "toy-b"], train_on=["toy-a"])
     assert learner.trained == [("toy-a", 1)]  # train() was not called again
-    assert summary.trainings_cached == 1 and summary.runs_up_to_date == 1
+    assert summary.trainings_cached == 1 and summary.runs_up_to_date == 1 and summary.runs_done == 1
 
     learner.presets = {**learner.presets, "default": {"steps": 6}}  # changed preset parameters
     run(registry, config, store, ["toy-learner"], ["toy-a"])
@@ -83,11 +85,14 @@ def test_a_complete_training_is_a_cache_hit_and_a_changed_key_retrains(setup, tm
     run(registry, load_config(changed), store, ["toy-learner"], ["toy-a"], seed=1)  # new fingerprint
     assert learner.trained == [("toy-a", 1)] * 4  # each from scratch, in its own folder
     assert store.trainings()["training_key"].nunique() == 4
-    assert len(store.runs()) == 4  # each training's evaluation is a configuration of its own
+    assert len(store.runs()) == 5  # each training's evaluation is a configuration of its own
 
-    weights.unlink()  # weights gone: the row alone is no cache hit
+    weights.unlink()  # weights gone: the row alone is no cache hit ...
     learner.presets = type(learner).presets
     run(registry, config, store, ["toy-learner"], ["toy-a"])
+    assert len(learner.trained) == 4  # ... but every pair is scored: no weights needed
+    plan = make_plan(registry, config, ["toy-learner"], ["toy-a"])
+    Scheduler(registry, store, InProcessExecutor("cpu"), progress=False).train(plan)
     assert learner.trained[-1] == ("toy-a", 5)  # resumed from its last checkpoint (step 4)
     assert weights.exists()
 
@@ -145,7 +150,7 @@ def test_a_failed_training_is_recorded_and_its_evaluations_skipped(setup):
 
     learner.fail_on = set()  # fixed: the next run retries it
     summary = run(registry, config, store, ["toy-learner", "toy-shift"], ["toy-a", "toy-b"])
-    assert summary.trainings_done == 1 and summary.trainings_cached == 1 and summary.runs_done == 2
+    assert summary.trainings_done == 1 and summary.runs_done == 2 and summary.runs_up_to_date == 4
     assert store.trainings().set_index("train_dataset").loc["toy-b", "status"] == "complete"
 
 

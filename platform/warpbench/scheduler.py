@@ -89,6 +89,8 @@ class Summary:
     failures: list[str] = field(default_factory=list)
     #: Runs not evaluated because their training failed, with the reason.
     skipped: list[str] = field(default_factory=list)
+    #: The run of every planned configuration that was evaluated (computed or already complete).
+    run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -229,12 +231,26 @@ class Scheduler:
         for planned in plan.runs:
             trained = None
             if planned.training is not None:
-                trained = self._train(planned.training, plan.datasets[planned.train_dataset], summary)
-                if trained.weights is None:
+                trained = self._weights_for(planned, plan, summary)
+                if trained.error:
                     summary.skipped.append(f"{planned}: not evaluated: training failed: {trained.error}")
                     continue
             self._run_one(planned, plan.datasets[planned.dataset], summary, trained)
         return summary
+
+    def _weights_for(self, planned: PlannedRun, plan: Plan, summary: Summary) -> Trained:
+        """The training a learning run evaluates. Trained (or taken from the cache) only when the
+        run has pairs left to score: a finished evaluation needs no weights, so deleted weights,
+        or a store merged from another machine, do not make an up-to-date run train again."""
+        method = self.registry.methods[planned.method]
+        source = plan.datasets[planned.train_dataset]
+        key = training_key(method, planned.preset, source, self.seed)
+        evaluated = plan.datasets[planned.dataset]
+        scored = self.store.finished_pairs(
+            config_key(method, planned.preset, evaluated, self.seed, key))
+        if self.restart or not {(p.fixed, p.moving) for p in evaluated.pairs("test")} <= scored:
+            return self._train(planned.training, source, summary)
+        return Trained(key)
 
     def train(self, plan: Plan) -> Summary:
         """Run the plan's trainings (those not cached yet) and evaluate nothing."""
@@ -335,6 +351,7 @@ class Scheduler:
             "training_key": trained and trained.key,
         }
         state = self.store.begin_run(key, provenance, restart=self.restart)
+        summary.run_ids.append(state.run_id)
         pairs = dataset.pairs("test")
         todo = [p for p in pairs if (p.fixed, p.moving) not in state.done]
         if not todo:

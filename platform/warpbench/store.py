@@ -296,6 +296,15 @@ class Store:
             attempts={(f, m): attempt for f, m, _, attempt in latest},
         )
 
+    def finished_pairs(self, config_key: str) -> set[tuple[str, str]]:
+        """The (fixed, moving) pairs whose latest attempt succeeded in the newest run of a
+        configuration; empty when it has no run. Reads only, unlike :meth:`begin_run`."""
+        found = self._read(
+            """SELECT fixed, moving FROM latest_pairs WHERE status = 'ok' AND run_id = (
+                   SELECT run_id FROM runs WHERE config_key = ? ORDER BY started_at DESC LIMIT 1)""",
+            [config_key])
+        return set(zip(found["fixed"], found["moving"])) if not found.empty else set()
+
     def record_pair(self, run_id: str, attempt: int, result) -> None:
         """Append one pair's outcome (a :class:`warpbench.runner.PairResult`) and its label rows,
         in one transaction, so an interruption never leaves half a pair."""
