@@ -64,7 +64,7 @@ def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, 
 class SynMethod(Method):
     name = "syn"
     family = "classical"
-    version = "1"
+    version = "2"
     description = (
         "Symmetric diffeomorphic registration: two half-warps to a middle space, compositive "
         "Adam updates, Gaussian-smoothed, coarse to fine; a FireANTs-style SyN."
@@ -77,7 +77,7 @@ class SynMethod(Method):
             "loss": "lncc",  # or "mse", "mi"
             "lncc_window": 5,  # voxels per side; a list gives one per scale
             "gradient_sigma": 1.0,  # voxels; smooths each update (fluid regularisation)
-            "warp_sigma": 0.5,  # voxels; smooths each half-warp after each update (elastic)
+            "warp_sigma": 0.75,  # voxels; smooths each half-warp after each update (elastic)
             "affine_init": False,  # start the moving half from the affine method's default fit
             "inverse_iterations": 30,  # fixed-point iterations inverting the fixed half-warp
             "check_every": 10,  # iterations between convergence checks
