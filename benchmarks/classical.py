@@ -233,23 +233,26 @@ def main() -> int:
 
     rows: dict[str, dict[str, dict]] = {}
     failures = []
-    for part in parts:
-        for dataset, pairs in datasets_for(part, args, registry, config):
-            rows[dataset.name] = {}
-            for spec, method, params in methods:
-                results = []
-                for i, pair in enumerate(pairs, 1):
-                    start = time.perf_counter()
-                    result = evaluate_pair(method, params, dataset, dataset.load(pair.fixed),
-                                           dataset.load(pair.moving), device, seed=SEED)
-                    results.append(result)
-                    outcome = (f"Dice {result.mean_dice:.3f}" if result.status == "ok"
-                               else f"FAILED: {result.error}")
-                    print(f"[{dataset.name}] {spec} pair {i}/{len(pairs)}: {outcome}, "
-                          f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-                    if result.status != "ok":
-                        failures.append(f"{dataset.name} {spec} {pair}: {result.error}")
-                rows[dataset.name][spec] = summarise(results)
+    try:
+        for part in parts:
+            for dataset, pairs in datasets_for(part, args, registry, config):
+                rows[dataset.name] = {}
+                for spec, method, params in methods:
+                    results = []
+                    for i, pair in enumerate(pairs, 1):
+                        start = time.perf_counter()
+                        result = evaluate_pair(method, params, dataset, dataset.load(pair.fixed),
+                                               dataset.load(pair.moving), device, seed=SEED)
+                        results.append(result)
+                        rows[dataset.name][spec] = summarise(results)
+                        outcome = (f"Dice {result.mean_dice:.3f}" if result.status == "ok"
+                                   else f"FAILED: {result.error}")
+                        print(f"[{dataset.name}] {spec} pair {i}/{len(pairs)}: {outcome}, "
+                              f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+                        if result.status != "ok":
+                            failures.append(f"{dataset.name} {spec} {pair}: {result.error}")
+    except KeyboardInterrupt:  # a run in pieces: Ctrl-C still prints what was measured
+        print("interrupted: the table holds the pairs finished so far", file=sys.stderr)
     print(f"\n{len(methods)} methods on {device}; Dice and HD95 (mm) are means over the pairs of "
           f"each pair's mean over the data set's labels; fold% = % of voxels with det J <= 0; "
           f"MB/pair = peak memory growth ({'CUDA allocation' if device.type == 'cuda' else 'RSS'})"
