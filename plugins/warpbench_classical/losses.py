@@ -1,7 +1,8 @@
 """Image dissimilarities minimised by the classical methods; lower is better for all of them.
 
 Each is built once per fixed image (N, 1, D, H, W), precomputing what depends on it alone, and
-returns a function of the moved image that gives a scalar tensor.
+returns a function of the moved image that gives a scalar tensor. Syn, whose two images both move,
+builds one per iteration with gradients on, so that they flow into both.
 """
 
 from __future__ import annotations
