@@ -563,7 +563,7 @@ def test_pair_viewer_says_why_a_pair_cannot_be_recomputed(app_store):
     run = Store(app_store).runs().iloc[0].to_dict()
     fixed, moving = "subject_000", "subject_001"
     with pytest.raises(pairview.PairViewError, match="not installed here"):
-        pairview.recompute_pair(config, {**run, "method": "voxelmorph"}, fixed, moving)
+        pairview.recompute_pair(config, {**run, "method": "no-such-method"}, fixed, moving)
     with pytest.raises(pairview.PairViewError, match="learning method"):
         pairview.recompute_pair(config, {**run, "train_dataset": "tiny-b"}, fixed, moving)
     with pytest.raises(pairview.PairViewError, match="Cannot build dataset"):

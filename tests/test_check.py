@@ -352,9 +352,9 @@ def test_check_command_passes_builtins_and_reports_unknown_names(tmp_path, monke
     assert "dataset 'tiny' (kind 'synthetic') passes" in out and "PASS one-grid" in out
     assert main(["check", "identity:nope"]) == 2
     assert "no preset 'nope'" in capsys.readouterr().err
-    assert main(["check", "voxelmorph"]) == 2
+    assert main(["check", "no-such-method"]) == 2
     err = capsys.readouterr().err
-    assert "no method, dataset kind, dataset or plugin named 'voxelmorph'" in err
+    assert "no method, dataset kind, dataset or plugin named 'no-such-method'" in err
     assert "Traceback" not in err
 
 

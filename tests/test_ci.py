@@ -150,7 +150,7 @@ suites:
     for args, message in [
         (["--baseline", "missing.duckdb"], "missing.duckdb: no such file"),
         (["--baseline", "datasets.yaml"], "datasets.yaml: not a DuckDB file"),
-        (["--method", "voxelmorph"], "no method 'voxelmorph' is registered"),
+        (["--method", "no-such-method"], "no method 'no-such-method' is registered"),
         (["--suite", "nightly"], "no suite 'nightly'"),
         (["--threshold", "-1"], "--threshold must be a non-negative"),
     ]:

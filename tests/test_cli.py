@@ -63,8 +63,8 @@ def test_datasets_lists_availability_and_mi(workdir, capsys):
 
 
 def test_an_unknown_method_is_an_error_not_a_traceback(workdir, capsys):
-    assert main(["run", "--method", "voxelmorph", "--dataset", "tiny"]) == 2
-    assert "no method 'voxelmorph'" in capsys.readouterr().err
+    assert main(["run", "--method", "no-such-method", "--dataset", "tiny"]) == 2
+    assert "no method 'no-such-method'" in capsys.readouterr().err
 
 
 def test_an_empty_store_says_how_to_fill_it(workdir, capsys):
