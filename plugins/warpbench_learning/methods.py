@@ -66,7 +66,7 @@ def make_presets(widths: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
         "labels": labels,
         "default-long": {**default, "steps": 4 * default["steps"]},
         "labels-long": {**labels, "steps": 4 * labels["steps"]},
-        "io": {**default, "io_steps": 20},
+        "io": {**default, "io_steps": 50},
     }
 
 
@@ -131,8 +131,8 @@ class VoxelMorph(UNetMethod):
         "VoxelMorph (Balakrishnan et al. 2019), diffeomorphic: a U-Net of strided convolutions "
         "predicts a stationary velocity field, integrated by scaling and squaring."
     )
-    # VoxelMorph's widths (16-32-32-32 / 32-32-32-32-32-16-16) halved, for CPU budgets.
-    presets = make_presets({"encoder": [8, 16, 16, 16], "decoder": [16, 16, 16, 16, 8, 8]})
+    # VoxelMorph-2's widths.
+    presets = make_presets({"encoder": [16, 32, 32, 32], "decoder": [32, 32, 32, 32, 32, 16, 16]})
 
 
 class LKUNet(UNetMethod):
@@ -143,4 +143,5 @@ class LKUNet(UNetMethod):
         "LKU-Net (Jia et al. 2022), compact: a U-Net whose encoder blocks sum a 5^3 and a 3^3 "
         "convolution and the identity; velocity field integrated by scaling and squaring."
     )
+    # Compact: LKU-Net's smaller variant starts at 8 channels; widths stop growing at 16.
     presets = make_presets({"encoder": [8, 16, 16, 16], "decoder": [16, 16, 16, 16, 8]})

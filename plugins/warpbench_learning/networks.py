@@ -26,8 +26,14 @@ def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv3d:
 
 
 class ConvAct(nn.Sequential):
+    """Convolution, instance normalisation, activation. The normalisation is not in VoxelMorph:
+    without it a network trained for a few hundred steps (the CPU budgets here) still predicts
+    about the same field for a pair in either direction; with it, it learns a pair in 100."""
+
     def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__(conv(cin, cout, 3, stride), nn.LeakyReLU(NEGATIVE_SLOPE))
+        super().__init__(
+            conv(cin, cout, 3, stride), nn.InstanceNorm3d(cout, affine=True), nn.LeakyReLU(NEGATIVE_SLOPE)
+        )
 
 
 class LargeKernelBlock(nn.Module):
