@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fake_dist import forget_modules, install_module
-from toy_plugins import ToyDataset
+from toy_plugins import ToyDataset, ToyLearner
 from warpbench import Method
 from warpbench.cli import main
 from warpbench.testing import (
@@ -15,6 +15,7 @@ from warpbench.testing import (
     FAIL,
     PASS,
     SKIP,
+    TRAIN_STEPS,
     WARN,
     ContractError,
     assert_method_contract,
@@ -61,7 +62,8 @@ def test_smooth_image_is_exactly_shifted():
 
 def test_a_sound_method_passes_every_rule_and_reports_time_and_memory():
     report = assert_method_contract(with_preset(ConstantShift()))
-    assert set(statuses(report).values()) == {PASS}
+    assert {s for rule, s in statuses(report).items() if rule != "trains"} == {PASS}
+    assert report.result("trains").status == SKIP  # not a learning method
     timing = report.result("time-and-memory").message
     assert " s and " in timing and "MB peak on cpu" in timing
     assert "+2.00, -1.50, +1.00" in report.result("pull-back-sign").message
@@ -167,6 +169,32 @@ def test_a_bad_declaration_is_named():
 
     result = check_method(NoDefault(), "fast").result("declaration")
     assert result.status == FAIL and "no 'default' preset" in result.got
+
+
+def test_a_learning_method_is_trained_briefly_then_registers_with_its_weights():
+    learner = ToyLearner()
+    learner.presets = {"default": {"steps": 500}}
+    report = assert_method_contract(learner)
+    assert report.result("trains").status == PASS
+    assert learner.trained == [("warpbench-check", 1)]  # trained once, for every registration
+    (weights,) = learner.registered_with
+    assert not weights.exists()  # the temporary folder is gone
+    assert f"{TRAIN_STEPS} steps" in report.result("trains").message  # the budget was cut
+
+
+def test_a_learning_method_whose_training_breaks_fails_trains():
+    class NoWeights(ToyLearner):
+        def train(self, job):
+            return job.folder / "never-written.pt"
+
+    report = check_method(NoWeights())
+    result = report.result("trains")
+    assert result.status == FAIL and "never-written.pt" in result.got
+    assert "no weights to register with" in report.result("runs-on-cpu").got
+    learner = ToyLearner()
+    learner.fail_on = {"warpbench-check"}
+    result = check_method(learner).result("trains")
+    assert result.status == FAIL and "deliberate training failure" in result.got
 
 
 def test_the_pytest_fixture_fails_a_test_with_the_report(warpbench_contract):

@@ -17,6 +17,14 @@ shifted by :data:`CHECK_SHIFT` voxels, a different amount and sign along each ax
 the wrong sign, the wrong channel order or the Learn2Reg file layout is caught. Time and peak
 memory of a registration are reported.
 
+A learning method (:class:`warpbench.LearningMethod`) is checked on the larger grid
+:data:`LEARNING_SHAPE` (U-Nets halve the grid once per level) and first trained there, in a
+temporary folder, on :func:`training_dataset`: a few copies of the check image shifted by up to
+:data:`TRAIN_SHIFT` voxels per axis. The preset is kept, except that a ``steps`` budget is cut to
+:data:`TRAIN_STEPS` (the preset's own budget took over 10 minutes on 2 busy CPU cores), so the
+check proves that training and registering with its weights work, not that the network learnt:
+for it a wrong shift or a moved identical pair is a warning, not a failure.
+
 This module imports only numpy at import time, so loading it as a pytest plugin costs nothing.
 """
 
@@ -24,8 +32,10 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +53,13 @@ IDENTITY_TOLERANCE = 0.5
 DETERMINISM_TOLERANCE = 1e-4
 #: Voxels left out at each face when judging the shift (the shifted image left the grid there).
 BORDER = 3
+#: A learning method's training set: copies of the check image shifted by up to this many voxels
+#: per axis (so its pairs differ as the checked pair does), split into these many subjects.
+TRAIN_SHIFT = 2.5
+TRAIN_SPLIT = {"train": 8, "val": 2, "test": 2}
+#: The grid of a learning method's checks, and its training budget when the preset has ``steps``.
+LEARNING_SHAPE = (32, 40, 48)
+TRAIN_STEPS = 10
 
 PASS, FAIL, SKIP, WARN = "PASS", "FAIL", "SKIP", "WARN"
 
@@ -173,9 +190,33 @@ def smooth_image(shape=CHECK_SHAPE, offset=(0.0, 0.0, 0.0), seed: int = 3) -> np
     return (image / image.max()).astype(np.float32)
 
 
+def training_dataset(shape=CHECK_SHAPE, seed: int = 0):
+    """The tiny dataset a learning method is trained on by the kit: the check image (see
+    :func:`smooth_image`) shifted by a random amount per subject, labelled by two intensity
+    thresholds, split by :data:`TRAIN_SPLIT`. Built on first use, so importing the kit stays
+    cheap."""
+    from warpbench.datasets import Dataset, Subject
+
+    class ShiftedCopies(Dataset):
+        kind = "warpbench-check"
+        labels = {1: "bright", 2: "brightest"}
+
+        def all_subjects(self):
+            return [f"copy{i}" for i in range(sum(TRAIN_SPLIT.values()))]
+
+        def load(self, subject_id):
+            rng = np.random.default_rng([seed, int(subject_id.removeprefix("copy"))])
+            image = smooth_image(shape, tuple(rng.uniform(-TRAIN_SHIFT, TRAIN_SHIFT, 3)))
+            labels = (image > 0.4).astype(np.int16) + (image > 0.7)
+            return Subject(subject_id, image, labels, np.eye(4))
+
+    options = {"split": {**TRAIN_SPLIT, "seed": seed}, "pairs": {"test": 2}}
+    return ShiftedCopies("warpbench-check", options, Path("."))
+
+
 @dataclass
 class Call:
-    """One call of ``register``: its value or its error, time and peak memory."""
+    """One call of ``register`` (or ``train``): its value or its error, time and peak memory."""
 
     value: Any = None
     error: BaseException | None = None
@@ -186,23 +227,66 @@ class Call:
 class MethodProbe:
     """Runs the registrations the method rules judge, each once, lazily."""
 
-    def __init__(self, method, preset: str = "default", *, device="cpu", shape=CHECK_SHAPE,
-                 seed: int = 0, time_limit: float | None = 120.0):
+    def __init__(self, method, preset: str = "default", *, device="cpu", shape=None,
+                 seed: int = 0, time_limit: float | None = 120.0,
+                 train_time_limit: float | None = 600.0):
         import torch
+
+        from warpbench.methods import LearningMethod
 
         self.method = method
         self.preset = preset
         self.device = torch.device(device)
-        self.shape = tuple(shape)
+        self.learning = isinstance(method, LearningMethod)
+        self.shape = tuple(shape or (LEARNING_SHAPE if self.learning else CHECK_SHAPE))
         self.seed = seed
         self.time_limit = time_limit
+        self.train_time_limit = train_time_limit
         self.fixed = smooth_image(self.shape)
         self.moving = smooth_image(self.shape, CHECK_SHIFT)
         self._calls: dict[str, Call] = {}
+        self._training: Call | None = None
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def training(self) -> Call:
+        """A learning method's one training on :func:`training_dataset`, in a temporary folder
+        that :meth:`close` removes."""
+        if self._training is None:
+            from warpbench.runner import _run_with_limit
+            from warpbench.training import TrainingJob
+
+            self._folder = tempfile.TemporaryDirectory(prefix="warpbench-check-",
+                                                       ignore_cleanup_errors=True)
+            job = TrainingJob(training_dataset(self.shape, self.seed), self.params, self.device,
+                              self.seed, Path(self._folder.name))
+            try:
+                value, seconds, peak = _run_with_limit(
+                    lambda: self.method.train(job), self.train_time_limit, self.device)
+                self._training = Call(value, None, seconds, peak)
+            except Exception as exc:
+                self._training = Call(error=exc)
+        return self._training
+
+    def weights(self) -> Path:
+        """The file a learning method's training returned; raises when there is none."""
+        call = self.training
+        if call.error is not None or call.value is None or not Path(call.value).is_file():
+            raise RuntimeError("no weights to register with: the training failed (see trains)")
+        return Path(call.value)
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
 
     @property
     def params(self) -> dict:
-        return dict(self.method.presets[self.preset])
+        """The preset, with a learning method's ``steps`` cut to :data:`TRAIN_STEPS` (for
+        ``train`` and ``register`` alike: weights go with the parameters they were trained under)."""
+        params = dict(self.method.presets[self.preset])
+        if self.learning and "steps" in params:
+            params["steps"] = min(params["steps"], TRAIN_STEPS)
+        return params
 
     def call(self, key: str, fixed, moving) -> Call:
         if key not in self._calls:
@@ -214,10 +298,12 @@ class MethodProbe:
 
         from warpbench.runner import _run_with_limit
 
-        torch.manual_seed(self.seed)
         try:
+            extra = {"weights": self.weights()} if self.learning else {}
+            torch.manual_seed(self.seed)
             value, seconds, peak = _run_with_limit(
-                lambda: self.method.register(fixed.copy(), moving.copy(), self.params, self.device),
+                lambda: self.method.register(fixed.copy(), moving.copy(), self.params, self.device,
+                                             **extra),
                 self.time_limit, self.device)
         except Exception as exc:
             return Call(error=exc)
@@ -285,6 +371,23 @@ def rule_declaration(probe: MethodProbe) -> str:
                         "a JSON-serialisable dict", f"{exc}") from None
     return (f"{method.name!r}: family {method.family}, supervision {method.supervision}, "
             f"version {method.version!r}, presets {list(method.presets)}")
+
+
+@method_rule("trains", "a learning method trains on a tiny dataset and returns its weights file")
+def rule_trains(probe: MethodProbe) -> str:
+    if not probe.learning:
+        raise Skipped("does not apply: not a learning method")
+    call = probe.training
+    if call.error is not None:
+        raise Violation("train raised on the kit's tiny dataset", "the path of the saved weights",
+                        f"{type(call.error).__name__}: {call.error}")
+    if call.value is None or not Path(call.value).is_file():
+        raise Violation("train must return the path of an existing weights file",
+                        "an existing file", repr(call.value))
+    budget = f"{TRAIN_STEPS} steps, " if "steps" in probe.params else ""
+    return (f"trained ({budget}{call.seconds:.1f} s, {call.peak_mb:.0f} MB peak) on "
+            f"{TRAIN_SPLIT['train']} shifted copies of a {probe.shape} image; weights "
+            f"{Path(call.value).name}, {Path(call.value).stat().st_size / 2**20:.1f} MB")
 
 
 @method_rule("runs-on-cpu", "register returns on the CPU without raising")
@@ -370,6 +473,8 @@ def rule_pull_back_sign(probe: MethodProbe) -> str:
     if np.abs(disp).max() < 1e-6:
         if probe.method.family == "baseline":
             raise Skipped("the field is zero: a baseline that does not register")
+        if probe.learning:
+            raise Warned("the field is zero for a shifted pair after the kit's short training")
         raise Violation("the method returned a zero field for a shifted pair",
                         f"mean displacement about ({expected}) voxels", f"({shown})")
     low, high = SHIFT_RATIO
@@ -379,6 +484,9 @@ def rule_pull_back_sign(probe: MethodProbe) -> str:
         axes = ", ".join(str(k) for k in (flipped or wrong))
         why = (f"wrong sign along axis {axes} (a push-forward field, or channels in another order?)"
                if flipped else f"size off along axis {axes} (channels in another axis order?)")
+        if probe.learning:
+            raise Warned(f"{why}: recovered ({shown}) for ({expected}) voxels after the kit's "
+                         "short training (a hint, not a failure: the network had few steps)")
         raise Violation(
             why + "; moving(y) = fixed(y - s) needs u = +s, since moved(x) = moving(x + u(x))",
             f"({expected}) voxels, each within x{low:g} to x{high:g} with its sign", f"({shown})")
@@ -397,6 +505,9 @@ def rule_identical_images(probe: MethodProbe) -> str:
     disp = probe.field("identical")
     largest = float(np.abs(disp).max())
     if not largest < IDENTITY_TOLERANCE:
+        if probe.learning:
+            raise Warned(f"identical images moved by up to {largest:.3f} voxels after the kit's "
+                         "short training")
         raise Violation("identical images moved", f"max |u| < {IDENTITY_TOLERANCE} voxels",
                         f"max |u| = {largest:.3f} voxels")
     return f"max |u| = {largest:.3g} voxels"
@@ -430,15 +541,21 @@ def rule_time_and_memory(probe: MethodProbe) -> str:
             f"for a {voxels}-voxel pair (preset {probe.preset!r})")
 
 
-def check_method(method, preset: str = "default", *, device="cpu", shape=CHECK_SHAPE,
-                 seed: int = 0, time_limit: float | None = 120.0) -> ContractReport:
+def check_method(method, preset: str = "default", *, device="cpu", shape=None,
+                 seed: int = 0, time_limit: float | None = 120.0,
+                 train_time_limit: float | None = 600.0) -> ContractReport:
     """Put ``method`` (a :class:`warpbench.Method` instance) with one preset through every method
-    rule; ``time_limit`` seconds per registration (a hang fails runs-on-cpu)."""
+    rule on ``shape`` (default :data:`CHECK_SHAPE`, :data:`LEARNING_SHAPE` for a learning method);
+    ``time_limit`` seconds per registration (a hang fails runs-on-cpu), and
+    ``train_time_limit`` for a learning method's training (a hang fails trains)."""
     name = getattr(method, "name", type(method).__name__)
     report = ContractReport(f"method {name!r} (preset {preset!r})")
     probe = MethodProbe(method, preset, device=device, shape=shape, seed=seed,
-                        time_limit=time_limit)
-    return _run_rules(METHOD_RULES, probe, report)
+                        time_limit=time_limit, train_time_limit=train_time_limit)
+    try:
+        return _run_rules(METHOD_RULES, probe, report)
+    finally:
+        probe.close()
 
 
 def assert_method_contract(method, preset: str = "default", **options) -> ContractReport:
