@@ -271,3 +271,18 @@ def test_the_runs_page_shows_trainings_and_their_curves(setup, monkeypatch):
     assert at.selectbox(key="training_curve").value == store.trainings()["training_key"][0]
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["name"] for t in chart["data"]} == {"train loss", "val dice"}
+
+
+def test_presets_differing_only_in_test_time_keys_share_one_training(setup):
+    registry, config, store, learner = setup
+    learner.presets = {**learner.presets, "io": {"steps": 5, "refine": 3}}
+    learner.test_time_keys = ("refine",)
+    summary = run(registry, config, store, ["toy-learner", "toy-learner:io"], ["toy-a"])
+    assert learner.trained == [("toy-a", 1)]  # one training serves both presets
+    assert summary.runs_done == 2 and len(store.trainings()) == 1
+    runs = store.runs()
+    assert set(runs["preset"]) == {"default", "io"} and runs["training_key"].nunique() == 1
+
+    learner.test_time_keys = ()  # now "refine" is a training parameter: io trains its own
+    run(registry, config, store, ["toy-learner:io"], ["toy-a"])
+    assert learner.trained == [("toy-a", 1), ("toy-a", 1)] and len(store.trainings()) == 2

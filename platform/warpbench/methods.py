@@ -76,13 +76,21 @@ class Method:
 class LearningMethod(Method):
     """A method that must be trained before it registers.
 
-    The scheduler calls ``train`` once per cache key (method, preset, version, training dataset,
-    seed) and then ``register(..., weights=path)`` with the file ``train`` returned, for every
-    pair of every dataset it is evaluated on. ``register`` may be called many times with the same
-    weights, so it should keep the loaded network (per weights file and device) between calls.
+    The scheduler calls ``train`` once per cache key (method, the preset's training parameters,
+    version, training dataset, seed) and then ``register(..., weights=path)`` with the file
+    ``train`` returned, for every pair of every dataset it is evaluated on. ``register`` may be
+    called many times with the same weights, so it should keep the loaded network (per weights
+    file and device) between calls.
     """
 
     family = "learning"
+    #: Preset keys that act only when registering (test-time optimisation, say): presets that
+    #: differ only in these share one training. ``train`` is still given the whole preset.
+    test_time_keys: ClassVar[tuple[str, ...]] = ()
+
+    def training_params(self, preset: str) -> dict[str, Any]:
+        """The parameters of ``preset`` that decide the trained weights (its cache key)."""
+        return {k: v for k, v in self.presets[preset].items() if k not in self.test_time_keys}
 
     def train(self, job: TrainingJob) -> Path:
         """Train under ``job.params``'s budget, resuming from the newest checkpoint in

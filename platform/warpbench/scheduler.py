@@ -2,11 +2,11 @@
 learning methods every training dataset x evaluated dataset (the domain-shift matrix).
 
 The plan is built from names (a suite, or ``--method``/``--dataset``). A learning method is
-trained once per cache key (:func:`warpbench.training.training_key`) on each training dataset (a
-suite's ``train_on``, by default every dataset of the plan with train subjects), into
-``<checkpoints>/<method>/<key>/`` next to the store; a training whose row is complete and whose
-weights exist is not run again, and an interrupted or failed one is resumed by calling ``train``
-again with the same folder. Each trained network is evaluated on every compatible dataset
+trained once per cache key (:func:`warpbench.training.training_key`: presets that differ only in
+test-time keys share it) on each training dataset (a suite's ``train_on``, by default every
+dataset of the plan with train subjects), into ``<checkpoints>/<method>/<key>/`` next to the
+store; a training whose row is complete and whose weights exist is not run again, and an
+interrupted or failed one is resumed by calling ``train`` again with the same folder. Each trained network is evaluated on every compatible dataset
 (:mod:`warpbench.compatibility`); the others are set aside with the reason.
 
 Each planned run has a configuration key (method, preset and its parameters, method version,
@@ -220,7 +220,7 @@ class Scheduler:
         self.progress = progress
         #: Trained weights live next to the store unless told otherwise.
         self.checkpoints = Path(checkpoints) if checkpoints else store.path.parent / "checkpoints"
-        self._trained: dict[PlannedTraining, Trained] = {}
+        self._trained: dict[str, Trained] = {}  # by training key
 
     def run(self, plan: Plan) -> Summary:
         """Train what is missing and evaluate every planned run."""
@@ -278,15 +278,15 @@ class Scheduler:
         exist, else by calling ``train`` (which resumes from the checkpoints in its folder).
         A training that raises is recorded as failed with its error; one that is interrupted is
         recorded as interrupted and the interruption goes on."""
-        if training in self._trained:
-            return self._trained[training]
         method = self.registry.methods[training.method]
         key = training_key(method, training.preset, dataset, self.seed)
+        if key in self._trained:  # this training, or a preset's that differs only at test time
+            return self._trained[key]
         row = self.store.training(key)
         if row and row["status"] == "complete" and row["weights"] and Path(row["weights"]).exists():
             summary.trainings_cached += 1
-            self._trained[training] = Trained(key, Path(row["weights"]))
-            return self._trained[training]
+            self._trained[key] = Trained(key, Path(row["weights"]))
+            return self._trained[key]
 
         folder = self.checkpoints / method.name / key
         folder.mkdir(parents=True, exist_ok=True)
@@ -335,8 +335,8 @@ class Scheduler:
             summary.failures.append(f"{training}: training failed: {error}")
         else:
             summary.trainings_done += 1
-        self._trained[training] = Trained(key, weights, error)
-        return self._trained[training]
+        self._trained[key] = Trained(key, weights, error)
+        return self._trained[key]
 
     # --- evaluation ----------------------------------------------------------------------------
     def _run_one(self, planned: PlannedRun, dataset: Dataset, summary: Summary,

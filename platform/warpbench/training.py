@@ -1,8 +1,9 @@
 """What the platform hands a learning method when it trains one.
 
-A training is a job of its own, cached by (method, preset and its parameters, method version,
-training dataset and its fingerprint, seed): the scheduler runs it once, then every evaluation of
-that configuration, in domain or on another dataset, registers with the weights it produced.
+A training is a job of its own, cached by (method, its preset's training parameters, method
+version, training dataset and its fingerprint, seed): the scheduler runs it once, then every
+evaluation of that configuration, in domain or on another dataset, registers with the weights it
+produced.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ FLUSH_SECONDS = 5.0
 
 
 def training_key(method, preset: str, dataset: Dataset, seed: int) -> str:
-    """The cache key of a training: the same key means the same trained weights."""
+    """The cache key of a training: the same key means the same trained weights. It holds the
+    preset's training parameters, not its name, so presets that differ only in test-time keys
+    (:attr:`warpbench.LearningMethod.test_time_keys`) share one training."""
     blob = json.dumps(
-        [method.name, preset, method.presets[preset], method.version, dataset.name,
+        [method.name, method.training_params(preset), method.version, dataset.name,
          dataset.fingerprint(), seed],
         sort_keys=True, default=str,
     )
