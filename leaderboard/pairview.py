@@ -3,7 +3,8 @@
 The store keeps scores, not displacement fields (a field is 3 x D x H x W floats per pair). So the
 viewer rebuilds what it shows: it reads the run's dataset from ``datasets.yaml``, loads the two
 subjects, and evaluates the pair again through the runner's own ``evaluate_pair`` (the run's
-preset parameters and seed; the field kept), so it is warped and scored exactly as stored. For
+preset parameters and seed, and a learning run's trained weights, which :func:`with_weights` looks
+up in the store; the field kept), so it is warped and scored exactly as stored. For
 the deterministic classical methods on CPU the field, and so the recomputed Dice, matches the
 stored one; the viewer shows both, so a difference (a changed dataset block, another method
 version, a GPU run) is visible rather than hidden.
@@ -48,12 +49,26 @@ class PairView:
         return tuple(self.fixed_image.shape)
 
 
+def with_weights(db_path: str | Path, run: dict) -> dict:
+    """``run`` with ``weights``, the file its training left (through the run's ``training_key``);
+    unchanged for a run of an untrained method. :class:`PairViewError` when the file is gone."""
+    from warpbench.fields import ExportError, run_weights
+    from warpbench.store import Store
+
+    if not isinstance(run.get("training_key"), str):
+        return run
+    try:
+        return {**run, "weights": str(run_weights(Store(db_path), run))}
+    except ExportError as exc:
+        raise PairViewError(f"Cannot recompute the pair: {exc}") from None
+
+
 def recompute_pair(config_path: str | Path, run: dict, fixed_id: str, moving_id: str,
                    registry=None) -> PairView:
     """Rebuild the field of ``run``'s method on one pair and everything the viewer draws.
 
     ``run`` is a row of ``Store.runs()`` (method, preset, params, dataset, fingerprint, seed,
-    method version, family). Raises :class:`PairViewError` with the reason when the dataset or
+    method version, family), with ``weights`` for a learning run (:func:`with_weights`). Raises :class:`PairViewError` with the reason when the dataset or
     the method is not available here.
     """
     from warpbench import metrics
@@ -93,12 +108,18 @@ def recompute_pair(config_path: str | Path, run: dict, fixed_id: str, moving_id:
             f"Method `{run['method']}` is not installed here (installed: "
             f"{', '.join(sorted(registry.methods)) or 'none'}), so its field cannot be recomputed."
         )
+    weights = None
     if method.family == "learning" or isinstance(run.get("train_dataset"), str):
-        raise PairViewError(
-            f"`{run['method']}` is a learning method: recomputing its field needs its trained "
-            "state, which the viewer does not load yet. Classical methods and baselines can be "
-            "viewed."
-        )
+        if not isinstance(run.get("weights"), str):
+            raise PairViewError(
+                f"`{run['method']}` is a learning method: recomputing its field needs the weights "
+                "of its training, and the run names none (a store written before runs recorded "
+                "their `training_key`)."
+            )
+        weights = Path(run["weights"])
+        if not weights.is_file():
+            raise PairViewError(f"`{run['method']}` is a learning method and its weights "
+                                f"`{weights}` are gone; `warpbench train` makes them again.")
     stored_version = run.get("method_version")
     if isinstance(stored_version, str) and stored_version != str(method.version):
         warnings.append(
@@ -122,7 +143,7 @@ def recompute_pair(config_path: str | Path, run: dict, fixed_id: str, moving_id:
     seed = int(seed) if seed is not None and not _isnan(seed) else 0
     # The runner's own path: same seed, same validation, same warp and scores as the stored pair.
     result = evaluate_pair(method, dict(params), dataset, fixed, moving, device, seed=seed,
-                           keep_field=True)
+                           keep_field=True, weights=weights)
     if result.status != "ok":
         raise PairViewError(f"Re-running `{run['method']}:{run['preset']}` on the pair failed: "
                             f"{result.error}")

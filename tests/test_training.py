@@ -286,3 +286,35 @@ def test_presets_differing_only_in_test_time_keys_share_one_training(setup):
     learner.test_time_keys = ()  # now "refine" is a training parameter: io trains its own
     run(registry, config, store, ["toy-learner:io"], ["toy-a"])
     assert learner.trained == [("toy-a", 1), ("toy-a", 1)] and len(store.trainings()) == 2
+
+
+def test_a_learning_runs_fields_are_recreated_with_its_weights_and_their_loss_is_explained(setup, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "leaderboard"))
+    import pairview
+
+    from warpbench.fields import ExportError, export_run_fields
+
+    registry, config, store, learner = setup
+    run(registry, config, store, ["toy-learner"], ["toy-a", "toy-b"], train_on=["toy-a"])
+    shifted = store.runs().query("dataset == 'toy-b'").iloc[0].to_dict()
+    (weights,) = learner.registered_with
+    learner.registered_with.clear()
+
+    summary = export_run_fields(store, registry, config, shifted["run_id"], tmp_path / "out", "npy")
+    assert len(summary.written) == 2 and not summary.failed and not summary.not_reproduced
+    assert learner.registered_with == {weights}
+    looked_up = pairview.with_weights(store.path, shifted)
+    view = pairview.recompute_pair(config.path, looked_up, "s2", "s3", registry=registry)
+    assert view.disp.shape == (3, 12, 14, 10) and looked_up["weights"] == str(weights)
+
+    weights.unlink()
+    with pytest.raises(ExportError, match="warpbench train --db .* --method toy-learner:default "
+                                          "--dataset toy-a --seed 0") as error:
+        export_run_fields(store, registry, config, shifted["run_id"], tmp_path / "again")
+    assert str(weights) in str(error.value)
+    with pytest.raises(pairview.PairViewError, match="weights .* are gone"):
+        pairview.with_weights(store.path, shifted)
+    with pytest.raises(pairview.PairViewError, match="gone; `warpbench train`"):
+        pairview.recompute_pair(config.path, looked_up, "s2", "s3", registry=registry)

@@ -61,6 +61,7 @@ def render(db_path: str) -> None:
     fixed, moving, stored_dice = choices[pair_label]
     path = os.path.abspath(os.path.expanduser(config_path or DEFAULT_CONFIG))
     try:
+        run = pairview.with_weights(db_path, run)
         with st.spinner(f"Re-running {run['method']}:{run['preset']} on {fixed} ← {moving} ..."):
             view = loaders.recompute_pair(path, loaders.file_mtime(path),
                                           tuple(sorted((k, tables.json_safe(v)) for k, v in run.items())),

@@ -6,9 +6,10 @@ Learn2Reg convention; in memory warpbench keeps it channels-first, (3, D, H, W).
 without pickle (``np.load(..., allow_pickle=False)``), so a field file cannot run code.
 
 The store keeps scores, not fields. A run's fields are re-created by running its method again
-with the run's preset and seed on the same dataset (:func:`export_run_fields`); each re-created
-pair is scored again and compared with the stored scores, so a method that does not reproduce
-its own result is reported rather than exported silently.
+with the run's preset and seed on the same dataset (:func:`export_run_fields`); a learning run
+registers again with the weights its training left (:func:`run_weights`). Each re-created pair is
+scored again and compared with the stored scores, so a method that does not reproduce its own
+result is reported rather than exported silently.
 """
 
 from __future__ import annotations
@@ -131,6 +132,28 @@ def find_run(store, run_id: str) -> dict:
     return matches.iloc[0].to_dict()
 
 
+def run_weights(store, run: dict) -> Path | None:
+    """The weights file a learning run registered with, found through its ``training_key`` in the
+    trainings table; None for a run of an untrained method. :class:`ExportError` when the
+    training or its file is gone, naming the file and the command that trains it again."""
+    key = run.get("training_key")
+    if not isinstance(key, str):
+        return None
+    row = store.training(key)
+    weights = Path(row["weights"]) if row and isinstance(row.get("weights"), str) else None
+    if weights is not None and weights.is_file():
+        return weights
+    what = (f"its weights {weights} are gone" if weights else
+            f"its training {key} has no weights in {store.path}")
+    seed = int(run["seed"]) if _value(run.get("seed")) is not None else 0
+    raise ExportError(
+        f"run {run['run_id']} ({run['method']}:{run['preset']} trained on "
+        f"{run['train_dataset']}) needs its trained weights, but {what}; train it again with "
+        f"`warpbench train --db {store.path} --method {run['method']}:{run['preset']} "
+        f"--dataset {run['train_dataset']} --seed {seed}` (the re-trained network may score "
+        "differently)")
+
+
 def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt: str = "nii.gz",
                       device=None, progress: bool = False) -> ExportSummary:
     """Re-create the fields of a stored run's scored pairs and write them to ``out``."""
@@ -169,6 +192,7 @@ def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt
     available, reason = dataset.availability()
     if not available:
         raise ExportError(f"dataset {run['dataset']!r} is unavailable: {reason}")
+    weights = run_weights(store, run)
 
     device = torch.device(device) if device else default_device()
     pairs = store.pairs(run["run_id"])
@@ -190,7 +214,7 @@ def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt
         label = f"{row['fixed']} <- {row['moving']}"
         fixed, moving = subject(row["fixed"]), subject(row["moving"])
         result = evaluate_pair(method, params, dataset, fixed, moving, device,
-                               seed=int(run["seed"] or 0), keep_field=True)
+                               seed=int(run["seed"] or 0), keep_field=True, weights=weights)
         if result.status != "ok":
             summary.failed.append(f"{label}: {result.error}")
             continue
@@ -204,6 +228,7 @@ def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt
         "run_id": run["run_id"], "method": name, "preset": preset, "params": json.loads(run["params"]),
         "method_version": run["method_version"], "dataset": run["dataset"],
         "dataset_fingerprint": run["dataset_fingerprint"], "seed": run["seed"],
+        "train_dataset": run.get("train_dataset"), "weights": str(weights) if weights else None,
         "layout": "disp_{fixed}_{moving}: pull-back displacement (D, H, W, 3) in voxels",
         "files": [p.name for p in summary.written],
     }
