@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from toy_plugins import ToyPlugin
+from toy_plugins import ToyLearningPlugin, ToyPlugin
 from warpbench import Method
 from warpbench.ci import run_ci
 from warpbench.cli import main
@@ -74,9 +74,27 @@ def test_ci_writes_store_parquet_and_markdown_and_passes(setup):
     markdown = (tmp / "ci" / "summary.md").read_text()
     assert markdown == result.markdown
     assert "## warpbench CI: suite `quick` passed" in markdown
-    assert "| toy-drift | default | toy-a | 6 | 0 | 1.0000 |" in markdown
+    assert "| toy-drift | default | toy-a | - | 6 | 0 | 1.0000 |" in markdown
     assert "| toy-shift | default | toy-b |" in markdown
     assert "No baseline store given" in markdown and "### Failures\n\nNone." in markdown
+
+
+def test_learning_runs_are_in_the_table_with_their_training_dataset_and_domain(setup):
+    registry, config, tmp = setup
+    registry = load_registry(extra_plugins=[ToyPlugin(), DriftPlugin(), ToyLearningPlugin()])
+    result = run_ci(registry, config, "quick", tmp / "ci", methods=["toy-learner"])
+    assert result.exit_code == 0, result.markdown
+    learned = result.leaderboard[result.leaderboard["method"] == "toy-learner"]
+    assert len(learned) == 4  # trained on toy-a and on toy-b, each evaluated on both
+    assert "| toy-learner | default | toy-b | toy-a (shifted) | 6 | 0 |" in result.markdown
+    assert "| toy-learner | default | toy-a | toy-a (in-domain) | 6 | 0 |" in result.markdown
+    assert "2 trainings, 6 runs" in result.markdown
+
+    again = run_ci(registry, config, "quick", tmp / "ci-2", methods=["toy-learner"],
+                   baseline=result.store)
+    assert again.exit_code == 0, again.markdown
+    verdicts = again.comparison.set_index(["method", "dataset", "train_dataset"])["verdict"]
+    assert verdicts[("toy-learner", "toy-b", "toy-a")] == "same" and len(verdicts) == 6
 
 
 def test_ci_exits_1_on_an_injected_regression_and_0_when_equal(setup):
@@ -86,7 +104,7 @@ def test_ci_exits_1_on_an_injected_regression_and_0_when_equal(setup):
     same = run_ci(registry, config, "quick", tmp / "same", baseline=baseline)
     assert same.exit_code == 0, same.markdown
     assert set(same.comparison["verdict"]) == {"same"}
-    assert "| toy-drift | default | toy-a | 1.0000 | 1.0000 | +0.0000 | same |" in same.markdown
+    assert "| toy-drift | default | toy-a | - | 1.0000 | 1.0000 | +0.0000 | same |" in same.markdown
 
     DRIFT["voxels"] = 1.0  # the method got worse; its name, preset and version did not change
     worse = run_ci(registry, config, "quick", tmp / "worse", baseline=baseline)
@@ -106,7 +124,7 @@ def test_ci_exits_1_when_a_pair_fails_and_lists_it(setup):
     assert result.exit_code == 1
     assert "toy-nan:default on toy-a: " in result.markdown
     assert "invalid field: 1 of" in result.markdown
-    assert "| toy-nan | default | toy-a | 0 | 6 |" in result.markdown
+    assert "| toy-nan | default | toy-a | - | 0 | 6 |" in result.markdown
 
 
 def test_ci_exits_1_when_a_dataset_of_the_suite_is_unavailable(setup):
@@ -142,7 +160,7 @@ suites:
   quick: {methods: [identity], datasets: [tiny]}
 """)
     assert main(["ci", "--quiet", "--out", "first"]) == 0
-    assert "| identity | default | tiny | 2 | 0 |" in capsys.readouterr().out
+    assert "| identity | default | tiny | - | 2 | 0 |" in capsys.readouterr().out
     assert (tmp_path / "first" / "parquet" / "runs.parquet").exists()
     assert main(["ci", "--quiet", "--out", "second", "--baseline", "first/warpbench.duckdb"]) == 0
     assert "| identity | default | tiny |" in capsys.readouterr().out

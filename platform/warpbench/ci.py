@@ -5,9 +5,11 @@ command line, always as fresh runs (a CI job judges the code it was given, never
 into ``OUT/warpbench.duckdb``; then writes ``OUT/parquet/<table>.parquet`` and ``OUT/summary.md``
 (the leaderboard of this evaluation, its comparison with a baseline store, and its failures).
 
-The verdict: it fails (exit 1) when a pair failed, a dataset of the suite was unavailable, or a
-configuration's mean Dice fell by more than ``threshold`` below the baseline's for the same
-method, preset and dataset (compared only where the dataset is the same: same fingerprint).
+The verdict: it fails (exit 1) when a pair or a training failed, a dataset of the suite was
+unavailable, or a configuration's mean Dice fell by more than ``threshold`` below the baseline's
+for the same method, preset, dataset and training dataset (compared only where the dataset is the
+same: same fingerprint). A learning method's rows say what it was trained on and whether that is
+the evaluated dataset (in-domain) or another (shifted).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import pandas as pd
 
 from warpbench.config import Config
 from warpbench.plugins import Registry
-from warpbench.scheduler import Scheduler, config_key, expand_method_spec, make_plan
+from warpbench.scheduler import Scheduler, expand_method_spec, make_plan
 from warpbench.store import Store
 
 DEFAULT_THRESHOLD = 0.02
-KEYS = ["method", "preset", "dataset"]
+KEYS = ["method", "preset", "dataset", "train_dataset"]
+#: How a learning run's evaluated dataset relates to its training dataset.
+DOMAIN = {True: "in-domain", False: "shifted"}
 
 
 class CiError(ValueError):
@@ -71,14 +75,14 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
                           restart=True, progress=progress)
     summary = scheduler.run(plan)
 
-    keys = {config_key(registry.methods[r.method], r.preset, plan.datasets[r.dataset], suite.seed,
-                       None) for r in plan.runs}
     runs = store.runs()
-    ours = runs[runs["config_key"].isin(keys)] if not runs.empty else runs
+    ours = runs[runs["run_id"].isin(summary.run_ids)] if not runs.empty else runs
     board = store.leaderboard()
     board = board[board["run_id"].isin(set(ours["run_id"]))] if not board.empty else board
-    fingerprints = dict(zip(ours["run_id"], ours["dataset_fingerprint"])) if not ours.empty else {}
-    board = board.assign(dataset_fingerprint=board["run_id"].map(fingerprints))
+    by_run = ours.set_index("run_id") if not ours.empty else None
+    board = board.assign(**{
+        column: board["run_id"].map(by_run[column] if by_run is not None else {})
+        for column in ("dataset_fingerprint", "in_domain")})
 
     failures = list(summary.failures)
     failures += [f"dataset {name} unavailable: {reason}" for name, reason in plan.unavailable.items()]
@@ -88,8 +92,8 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
     if base_store is not None:
         comparison = _judge(compare(board, base_store), threshold)
     regressions = ([] if comparison is None else
-                   [f"{r.method}:{r.preset} on {r.dataset}: mean Dice {r.dice:.4f}, baseline "
-                    f"{r.baseline_dice:.4f} ({r.change:+.4f}, threshold {threshold:g})"
+                   [f"{r.method}:{r.preset}{_trained(r)} on {r.dataset}: mean Dice {r.dice:.4f}, "
+                    f"baseline {r.baseline_dice:.4f} ({r.change:+.4f}, threshold {threshold:g})"
                     for r in comparison.itertuples() if r.verdict == "regressed"])
 
     exports = store.export_tables(out / "parquet", "parquet") if store.path.exists() else []
@@ -113,7 +117,7 @@ def compare(board: pd.DataFrame, baseline: Store) -> pd.DataFrame:
         if not base_runs.empty else {}
     base = base.assign(baseline_fingerprint=base["run_id"].map(fingerprints))
     base = base.rename(columns={"dice": "baseline_dice", "pairs": "baseline_pairs"})
-    return board[[*KEYS, "dice", "pairs", "failed", "dataset_fingerprint"]].merge(
+    return board[[*KEYS, "in_domain", "dice", "pairs", "failed", "dataset_fingerprint"]].merge(
         base[[*KEYS, "baseline_dice", "baseline_pairs", "baseline_fingerprint"]], on=KEYS,
         how="left")
 
@@ -139,6 +143,18 @@ def _judge(comparison: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return comparison.assign(change=changes, verdict=verdicts)
 
 
+def _trained(row) -> str:
+    return f" trained on {row.train_dataset}" if isinstance(row.train_dataset, str) else ""
+
+
+def _trained_on(row) -> str:
+    """A learning run's training dataset and domain (``toy-a (shifted)``); ``-`` otherwise."""
+    if not isinstance(row.train_dataset, str):
+        return "-"
+    domain = DOMAIN.get(row.in_domain) if _number(row.in_domain) else None
+    return _cell(row.train_dataset) + (f" ({domain})" if domain else "")
+
+
 def _number(value) -> bool:
     return value is not None and not pd.isna(value)
 
@@ -161,7 +177,8 @@ def render_markdown(suite_name, board, comparison, failures, regressions, thresh
     parts = [
         f"## warpbench CI: suite `{suite_name}` {verdict}",
         "",
-        f"{summary.runs_done} runs, {summary.pairs_ok} pairs scored, {summary.pairs_failed} failed"
+        f"{summary.trainings_done} trainings, {summary.runs_done} runs, {summary.pairs_ok} pairs "
+        f"scored, {summary.pairs_failed} failed"
         + (f"; {len(regressions)} regression(s) beyond {threshold:g} mean Dice" if regressions else ""),
         "",
         "### Leaderboard",
@@ -170,13 +187,14 @@ def render_markdown(suite_name, board, comparison, failures, regressions, thresh
     if board.empty:
         parts.append("No complete run.")
     else:
-        rows = [[_cell(r.method), _cell(r.preset), _cell(r.dataset), _cell(r.pairs), _cell(r.failed),
-                 _cell(r.dice, "{:.4f}"), _cell(r.hd95, "{:.2f}"), _cell(r.sdlogj, "{:.3f}"),
-                 _cell(r.folding_percent, "{:.3f}"), _cell(r.seconds, "{:.2f}")]
+        rows = [[_cell(r.method), _cell(r.preset), _cell(r.dataset), _trained_on(r),
+                 _cell(r.pairs), _cell(r.failed), _cell(r.dice, "{:.4f}"), _cell(r.hd95, "{:.2f}"),
+                 _cell(r.sdlogj, "{:.3f}"), _cell(r.folding_percent, "{:.3f}"),
+                 _cell(r.seconds, "{:.2f}")]
                 for r in board.itertuples()]
-        parts.append(markdown_table(rows, ["method", "preset", "dataset", "pairs", "failed",
-                                           "mean Dice", "HD95 (mm)", "SDlogJ", "folding %",
-                                           "s/pair"]))
+        parts.append(markdown_table(rows, ["method", "preset", "dataset", "trained on", "pairs",
+                                           "failed", "mean Dice", "HD95 (mm)", "SDlogJ",
+                                           "folding %", "s/pair"]))
     parts += ["", "### Compared with the baseline", ""]
     if comparison is None:
         parts.append("No baseline store given (`--baseline OLD.duckdb`).")
@@ -184,11 +202,11 @@ def render_markdown(suite_name, board, comparison, failures, regressions, thresh
         parts.append(f"Baseline `{baseline}`; a drop of mean Dice by more than {threshold:g} "
                      "fails the job.")
         parts.append("")
-        rows = [[_cell(r.method), _cell(r.preset), _cell(r.dataset),
+        rows = [[_cell(r.method), _cell(r.preset), _cell(r.dataset), _trained_on(r),
                  _cell(r.baseline_dice, "{:.4f}"), _cell(r.dice, "{:.4f}"),
                  _cell(r.change, "{:+.4f}"), r.verdict] for r in comparison.itertuples()]
-        parts.append(markdown_table(rows, ["method", "preset", "dataset", "baseline Dice",
-                                           "mean Dice", "change", "verdict"]))
+        parts.append(markdown_table(rows, ["method", "preset", "dataset", "trained on",
+                                           "baseline Dice", "mean Dice", "change", "verdict"]))
     parts += ["", "### Failures", ""]
     problems = [*failures, *(f"regression: {r}" for r in regressions)]
     parts += [f"- {_cell(p)}" for p in problems] if problems else ["None."]
