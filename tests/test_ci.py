@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from toy_plugins import ToyLearningPlugin, ToyPlugin
+from toy_plugins import TRAINING_CONFIG, ToyLearningPlugin, ToyPlugin
 from warpbench import Method
 from warpbench.ci import run_ci
 from warpbench.cli import main
@@ -95,6 +95,15 @@ def test_learning_runs_are_in_the_table_with_their_training_dataset_and_domain(s
     assert again.exit_code == 0, again.markdown
     verdicts = again.comparison.set_index(["method", "dataset", "train_dataset"])["verdict"]
     assert verdicts[("toy-learner", "toy-b", "toy-a")] == "same" and len(verdicts) == 6
+
+
+def test_the_summary_lists_the_train_and_test_datasets_that_do_not_fit(tmp_path):
+    (tmp_path / "datasets.yaml").write_text(TRAINING_CONFIG)
+    registry = load_registry(extra_plugins=[ToyPlugin(), ToyLearningPlugin()])
+    result = run_ci(registry, load_config(tmp_path / "datasets.yaml"), "default", tmp_path / "ci")
+    assert result.exit_code == 0, result.markdown
+    assert "### Not evaluated\n\n- trained on toy-a, not evaluated on toy-renamed: " in result.markdown
+    assert "| toy-learner | labels | toy-mapped | toy-a (shifted) |" in result.markdown
 
 
 def test_ci_exits_1_on_an_injected_regression_and_0_when_equal(setup):

@@ -98,8 +98,11 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
 
     exports = store.export_tables(out / "parquet", "parquet") if store.path.exists() else []
     exit_code = 1 if failures or regressions else 0
+    not_evaluated = [f"trained on {source}, not evaluated on {target}: {reason}"
+                     if source != target else f"nothing trains on {source}: {reason}"
+                     for (source, target), reason in plan.skipped.items()]
     markdown = render_markdown(suite_name, board, comparison, failures, regressions, threshold,
-                               baseline, exit_code, summary)
+                               baseline, exit_code, summary, not_evaluated)
     summary_path = out / "summary.md"
     out.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(markdown)
@@ -172,7 +175,7 @@ def markdown_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def render_markdown(suite_name, board, comparison, failures, regressions, threshold, baseline,
-                    exit_code, summary) -> str:
+                    exit_code, summary, not_evaluated=()) -> str:
     verdict = "passed" if exit_code == 0 else "FAILED"
     parts = [
         f"## warpbench CI: suite `{suite_name}` {verdict}",
@@ -207,6 +210,8 @@ def render_markdown(suite_name, board, comparison, failures, regressions, thresh
                  _cell(r.change, "{:+.4f}"), r.verdict] for r in comparison.itertuples()]
         parts.append(markdown_table(rows, ["method", "preset", "dataset", "trained on",
                                            "baseline Dice", "mean Dice", "change", "verdict"]))
+    if not_evaluated:  # learning methods' (training, test) datasets that do not fit, and why
+        parts += ["", "### Not evaluated", ""] + [f"- {_cell(n)}" for n in not_evaluated]
     parts += ["", "### Failures", ""]
     problems = [*failures, *(f"regression: {r}" for r in regressions)]
     parts += [f"- {_cell(p)}" for p in problems] if problems else ["None."]
