@@ -68,7 +68,8 @@ def recompute_pair(config_path: str | Path, run: dict, fixed_id: str, moving_id:
     """Rebuild the field of ``run``'s method on one pair and everything the viewer draws.
 
     ``run`` is a row of ``Store.runs()`` (method, preset, params, dataset, fingerprint, seed,
-    method version, family), with ``weights`` for a learning run (:func:`with_weights`). Raises :class:`PairViewError` with the reason when the dataset or
+    method version, family), with ``weights`` for a learning run (:func:`with_weights`).
+    Raises :class:`PairViewError` with the reason when the dataset or
     the method is not available here.
     """
     from warpbench import metrics

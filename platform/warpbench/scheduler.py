@@ -6,8 +6,9 @@ trained once per cache key (:func:`warpbench.training.training_key`: presets tha
 test-time keys share it) on each training dataset (a suite's ``train_on``, by default every
 dataset of the plan with train subjects), into ``<checkpoints>/<method>/<key>/`` next to the
 store; a training whose row is complete and whose weights exist is not run again, and an
-interrupted or failed one is resumed by calling ``train`` again with the same folder. Each trained network is evaluated on every compatible dataset
-(:mod:`warpbench.compatibility`); the others are set aside with the reason.
+interrupted or failed one is resumed by calling ``train`` again with the same folder. Each
+trained network is evaluated on every compatible dataset (:mod:`warpbench.compatibility`); the
+others are set aside with the reason.
 
 Each planned run has a configuration key (method, preset and its parameters, method version,
 dataset fingerprint, training key, seed); running the same plan again resumes each configuration's
