@@ -9,9 +9,10 @@ Presets: ``default`` trains unsupervised (local NCC + diffusion, VoxelMorph's we
 four times the training steps (the training budget as an axis); ``io`` registers with
 ``default``'s network and then refines each pair's velocity by a few optimisation steps.
 The budget of ``default`` (300 steps of batch 1) is sized for the 48x56x48 synthetic datasets:
-about 0.7 CPU-seconds a step, so a few minutes on two CPU cores. That is far too short for a
-network to generalise (see the issue note's figures); it is the budget axis's low end, and
-``steps`` or ``minutes`` scale it for real data.
+about 0.7 CPU-seconds a step, so a few minutes on two CPU cores. That is too short for a
+network to generalise (on synth-distinct: mean Dice 0.70 for VoxelMorph, identity 0.66, while
+``io`` reaches 0.94); it is the low end of the budget axis, and ``steps`` or ``minutes`` scale
+it for real data.
 """
 
 from __future__ import annotations
