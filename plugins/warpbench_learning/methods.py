@@ -89,6 +89,7 @@ class UNetMethod(LearningMethod):
 
     architecture: ClassVar[str]
     supervision = "none"
+    test_time_keys = TEST_TIME_KEYS  # `io` shares `default`'s training
 
     def settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` over the method's ``default`` preset, with its architecture; an unknown key
@@ -99,10 +100,9 @@ class UNetMethod(LearningMethod):
             raise ValueError(f"{self.name}: unknown parameters {unknown}; known are {sorted(defaults)}")
         return {**defaults, **params, "architecture": self.architecture}
 
-    @staticmethod
-    def trained_params(settings: dict[str, Any]) -> dict[str, Any]:
+    def trained_params(self, settings: dict[str, Any]) -> dict[str, Any]:
         """What decides the weights: every setting but the test-time ones."""
-        return {k: v for k, v in settings.items() if k not in TEST_TIME_KEYS}
+        return {k: v for k, v in settings.items() if k not in self.test_time_keys}
 
     def train(self, job: TrainingJob) -> Path:
         settings = self.settings(job.params)
