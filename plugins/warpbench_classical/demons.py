@@ -13,14 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from warpbench.spatial import compose, warp_tensor
 
-from warpbench import Method
-from warpbench.spatial import as_tensor, compose, warp_tensor
+from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.diffeomorphisms import exponentiate
 from warpbench_classical.filters import gaussian_blur, spatial_gradient
 from warpbench_classical.losses import to_unit_range
-from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement, level_settings
-from warpbench_classical.schedule import Convergence, resolve_params
+from warpbench_classical.pyramid import (
+    coarse_to_fine,
+    initial_moving_displacement,
+    level_settings,
+)
+from warpbench_classical.schedule import Convergence
 
 # Settings that may take one value per scale.
 PER_SCALE = ("iterations", "fluid_sigma", "diffusion_sigma")
@@ -60,35 +64,22 @@ def demons_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[st
     return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)
 
 
-class DemonsMethod(Method):
+class DemonsMethod(DenseMethod):
     name = "demons"
-    family = "classical"
     version = "1"
     description = (
         "Diffeomorphic demons (Vercauteren et al. 2009): symmetric demons forces, Gaussian "
         "fluid and diffusion smoothing, updates exponentiated and composed, coarse to fine."
     )
-    presets = {
-        "default": {
-            "scales": [4, 2, 1],  # shrink factors, coarse to fine
-            "iterations": [200, 100, 50],  # at most, per scale
-            "max_step": 2.0,  # voxels; the force is at most half of it long
-            "fluid_sigma": 1.0,  # voxels; smooths each update; a list gives one per scale
-            "diffusion_sigma": 1.0,  # voxels; smooths the accumulated map; a list per scale
-            "squarings": 4,  # scaling and squaring steps exponentiating each update
-            "affine_init": False,  # start from the affine method's default fit
-            "check_every": 10,  # iterations between convergence checks
-            "tolerance": 1e-4,  # relative loss (mean squares) improvement per check to go on
-        },
-    }
-    presets["fast"] = {**presets["default"], "iterations": [100, 50, 15], "tolerance": 1e-3}
-    # The settings of earlier comparisons: a short schedule, a loose stop.
-    presets["literature"] = {**presets["default"], "iterations": [40, 20, 10], "tolerance": 1e-2}
-
-    def register(self, fixed, moving, params, device):
-        """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
-        settings = resolve_params(self.presets["default"], params, self.name)
-        with torch.no_grad():
-            fixed_t = as_tensor(fixed, device)[None, None]
-            moving_t = as_tensor(moving, device)[None, None]
-            return demons_register(fixed_t, moving_t, settings)[0]
+    presets = preset_family({
+        "scales": [4, 2, 1],  # shrink factors, coarse to fine
+        "iterations": [200, 100, 50],  # at most, per scale
+        "max_step": 2.0,  # voxels; the force is at most half of it long
+        "fluid_sigma": 1.0,  # voxels; smooths each update; a list gives one per scale
+        "diffusion_sigma": 1.0,  # voxels; smooths the accumulated map; a list per scale
+        "squarings": 4,  # scaling and squaring steps exponentiating each update
+        "affine_init": False,  # start from the affine method's default fit
+        "check_every": 10,  # iterations between convergence checks
+        "tolerance": 1e-4,  # relative loss (mean squares) improvement per check to go on
+    })
+    optimise = staticmethod(demons_register)

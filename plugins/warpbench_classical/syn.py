@@ -14,15 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from warpbench.spatial import compose, warp_tensor
 
-from warpbench import Method
-from warpbench.spatial import as_tensor, compose, warp_tensor
+from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.diffeomorphisms import invert
 from warpbench_classical.field_adam import FieldAdam
 from warpbench_classical.filters import gaussian_blur
 from warpbench_classical.losses import make_loss, to_unit_range
-from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement, level_settings
-from warpbench_classical.schedule import Convergence, resolve_params
+from warpbench_classical.pyramid import (
+    coarse_to_fine,
+    initial_moving_displacement,
+    level_settings,
+)
+from warpbench_classical.schedule import Convergence
 
 # Settings that may take one value per scale.
 PER_SCALE = ("iterations", "lncc_window", "learning_rate")
@@ -61,42 +65,24 @@ def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, 
     return compose(to_moving, invert(to_fixed, settings["inverse_iterations"]))
 
 
-class SynMethod(Method):
+class SynMethod(DenseMethod):
     name = "syn"
-    family = "classical"
     version = "2"
     description = (
         "Symmetric diffeomorphic registration: two half-warps to a middle space, compositive "
         "Adam updates, Gaussian-smoothed, coarse to fine; a FireANTs-style SyN."
     )
-    presets = {
-        "default": {
-            "scales": [4, 2, 1],  # shrink factors, coarse to fine
-            "iterations": [200, 100, 50],  # at most, per scale
-            "learning_rate": 0.5,  # voxels per step and component per half-warp; list per scale
-            "loss": "lncc",  # or "mse", "mi"
-            "lncc_window": 5,  # voxels per side; a list gives one per scale
-            "gradient_sigma": 1.0,  # voxels; smooths each update (fluid regularisation)
-            "warp_sigma": 0.75,  # voxels; smooths each half-warp after each update (elastic)
-            "affine_init": False,  # start the moving half from the affine method's default fit
-            "inverse_iterations": 30,  # fixed-point iterations inverting the fixed half-warp
-            "check_every": 10,  # iterations between convergence checks
-            "tolerance": 1e-4,  # relative loss improvement per check below which a scale stops
-        },
-    }
-    presets["fast"] = {**presets["default"], "iterations": [100, 50, 15], "tolerance": 1e-3}
-    # The weak settings of earlier comparisons: mean squares, a short schedule, a loose stop.
-    presets["literature"] = {
-        **presets["default"],
-        "loss": "mse",
-        "iterations": [40, 20, 10],
-        "tolerance": 1e-2,
-    }
-
-    def register(self, fixed, moving, params, device):
-        """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
-        settings = resolve_params(self.presets["default"], params, self.name)
-        with torch.no_grad():
-            fixed_t = as_tensor(fixed, device)[None, None]
-            moving_t = as_tensor(moving, device)[None, None]
-            return syn_register(fixed_t, moving_t, settings)[0]
+    presets = preset_family({
+        "scales": [4, 2, 1],  # shrink factors, coarse to fine
+        "iterations": [200, 100, 50],  # at most, per scale
+        "learning_rate": 0.5,  # voxels per step and component per half-warp; list per scale
+        "loss": "lncc",  # or "mse", "mi"
+        "lncc_window": 5,  # voxels per side; a list gives one per scale
+        "gradient_sigma": 1.0,  # voxels; smooths each update (fluid regularisation)
+        "warp_sigma": 0.75,  # voxels; smooths each half-warp after each update (elastic)
+        "affine_init": False,  # start the moving half from the affine method's default fit
+        "inverse_iterations": 30,  # fixed-point iterations inverting the fixed half-warp
+        "check_every": 10,  # iterations between convergence checks
+        "tolerance": 1e-4,  # relative loss improvement per check below which a scale stops
+    })
+    optimise = staticmethod(syn_register)
