@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from warpbench.spatial import compose
+
+from warpbench_classical.filters import gaussian_blur
 
 # Adam's moment decay rates (the usual ones).
 ADAM_BETAS = (0.9, 0.999)
@@ -31,3 +36,11 @@ class FieldAdam:
         root_c2 = (1 - beta2**self.steps) ** 0.5
         denominator = self.second.sqrt().add_(ADAM_EPS * root_c2)
         return self.first.div(denominator).mul_(root_c2 / (1 - beta1**self.steps))
+
+    def compose_step(self, field: torch.Tensor, gradient: torch.Tensor, level: dict[str, Any]) -> torch.Tensor:
+        """The compositive update greedy and syn share: the Adam direction of ``gradient`` (per
+        voxel), smoothed over ``gradient_sigma`` (fluid), ``learning_rate`` long, composed onto
+        ``field``, which is then smoothed over ``warp_sigma`` (elastic)."""
+        step = gaussian_blur(self.direction(gradient), level["gradient_sigma"])
+        step.mul_(-level["learning_rate"])
+        return gaussian_blur(compose(field, step), level["warp_sigma"])

@@ -14,11 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from warpbench.spatial import compose, warp_tensor
+from warpbench.spatial import warp_tensor
 
 from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.field_adam import FieldAdam
-from warpbench_classical.filters import gaussian_blur
 from warpbench_classical.losses import make_loss, to_unit_range
 from warpbench_classical.pyramid import (
     coarse_to_fine,
@@ -43,9 +42,7 @@ def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
         with torch.enable_grad():
             loss = loss_fn(warp_tensor(moving, current))
             (gradient,) = torch.autograd.grad(loss, current)
-        step = gaussian_blur(adam.direction(gradient.mul_(voxels)), level["gradient_sigma"])
-        step.mul_(-level["learning_rate"])
-        disp = gaussian_blur(compose(disp, step), level["warp_sigma"])
+        disp = adam.compose_step(disp, gradient.mul_(voxels), level)
         if convergence.converged(iteration, loss.detach()):
             break
     return disp

@@ -19,7 +19,6 @@ from warpbench.spatial import compose, warp_tensor
 from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.diffeomorphisms import invert
 from warpbench_classical.field_adam import FieldAdam
-from warpbench_classical.filters import gaussian_blur
 from warpbench_classical.losses import make_loss, to_unit_range
 from warpbench_classical.pyramid import (
     coarse_to_fine,
@@ -45,9 +44,7 @@ def _refine_level(fixed, moving, halves, level: dict[str, Any]) -> torch.Tensor:
             fixed_mid, moving_mid = warp_tensor(images, current).split(1)
             loss = make_loss(level["loss"], fixed_mid, level["lncc_window"])(moving_mid)
             (gradient,) = torch.autograd.grad(loss, current)
-        step = gaussian_blur(adam.direction(gradient.mul_(voxels)), level["gradient_sigma"])
-        step.mul_(-level["learning_rate"])
-        halves = gaussian_blur(compose(halves, step), level["warp_sigma"])
+        halves = adam.compose_step(halves, gradient.mul_(voxels), level)
         if convergence.converged(iteration, loss.detach()):
             break
     return halves
