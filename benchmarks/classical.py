@@ -12,13 +12,20 @@ greedy and SyN, each through its plugin and scored by warpbench.runner.evaluate_
 - ``synthetic``: a few test pairs of each synth-* dataset.
 
 Per method and data set it prints mean Dice, HD95, folding %, SDlogJ, seconds and peak memory per
-pair, and Dice and time relative to ANTs SyN (CC) measured in the same run: timings are noisy on a
-shared machine, ratios within one run much less so. A method whose plugin is not installed, or
+pair, and Dice and time relative to ANTs SyN (CC) on the same pairs: timings are noisy on a
+shared machine, ratios within one sitting much less so. A method whose plugin is not installed, or
 whose package cannot be imported here, is reported and skipped; the peers need ``make peers`` and
 this script run with ``.venv-peers/bin/python``.
 
+The full run takes hours on 2 CPU cores (ANTs SyN alone needs minutes per hippocampus pair and
+far more per full-size brain), so every finished pair is appended to results/benchmarks/
+classical.jsonl with the machine's load when it ran, and a re-run takes it from there instead of
+registering again: a run interrupted, or spread over several sittings, loses nothing. The table
+says how many pairs came from that cache; ``--fresh`` measures everything again.
+
     .venv-peers/bin/python benchmarks/classical.py [--quick] [--parts hippocampus,brain-half]
         [--pairs 20] [--brain-pairs 3] [--synthetic-pairs 3] [--methods ants-syn:default,...]
+        [--fresh]
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(os.cpu_count()
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,11 +56,12 @@ from warpbench.config import build_dataset, load_config  # noqa: E402
 from warpbench.datasets import Dataset, Pair, Subject  # noqa: E402
 from warpbench.executors import default_device  # noqa: E402
 from warpbench.plugins import load_registry  # noqa: E402
-from warpbench.runner import evaluate_pair  # noqa: E402
+from warpbench.runner import PairResult, evaluate_pair  # noqa: E402
 from warpbench.spatial import compose, warp_image, warp_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO / ".." / "shared" / "data" / "brain"
+CACHE = REPO / "results" / "benchmarks" / "classical.jsonl"
 METHODS = ("greedy:default", "greedy:literature", "syn:default", "syn:literature",
            "ants-syn:default", "ants-syn:literature", "fireants-greedy:default",
            "fireants-syn:default")
@@ -72,9 +82,9 @@ class InMemoryDataset(Dataset):
 
     kind = "in-memory"
 
-    def __init__(self, name: str, subjects: list[Subject], labels: dict[int, str],
-                 test_pairs: list[Pair]):
-        super().__init__(name, {}, REPO)
+    def __init__(self, name: str, options: dict, subjects: list[Subject],
+                 labels: dict[int, str], test_pairs: list[Pair]):
+        super().__init__(name, options, REPO)  # the options feed the fingerprint
         self.labels = labels
         self._subjects = {s.id: s for s in subjects}
         self._test_pairs = test_pairs
@@ -130,7 +140,10 @@ def deformed_brains(pairs: int, half: bool) -> InMemoryDataset:
                                 warp_labels(labels, disp), affine))
         test_pairs.append(Pair("original", f"deformed-{k}"))
     name = f"brain-{'half' if half else 'full'}"
-    return InMemoryDataset(name, subjects, {v: str(v) for v in evaluated}, test_pairs)
+    recipe = {"half": half, "seed": SEED, "control_grid": CONTROL_GRID,
+              "control_sigma": CONTROL_SIGMA, "max_velocity_mm": MAX_VELOCITY_MM,
+              "squarings": SQUARINGS}
+    return InMemoryDataset(name, recipe, subjects, {v: str(v) for v in evaluated}, test_pairs)
 
 
 def datasets_for(part: str, args, registry, config) -> list[tuple[Dataset, list[Pair]]]:
@@ -162,7 +175,7 @@ def usable_methods(specs, registry) -> list[tuple[str, object, dict]]:
         if preset not in method.presets:
             print(f"skipping {spec}: {name!r} has no preset {preset!r}", file=sys.stderr)
             continue
-        available, reason = getattr(method, "availability", lambda: (True, ""))()
+        available, reason = method.availability()
         if not available:
             print(f"skipping {spec}: {reason}", file=sys.stderr)
             continue
@@ -170,14 +183,49 @@ def usable_methods(specs, registry) -> list[tuple[str, object, dict]]:
     return usable
 
 
-def summarise(results) -> dict[str, float]:
+class PairCache:
+    """The pairs measured so far, one JSON line each, keyed by everything that decides the
+    result: data set fingerprint, pair, method, version, parameters and device."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path.exists() and not fresh:
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["key"]] = entry
+                except (json.JSONDecodeError, KeyError):  # a line cut short by a kill
+                    print(f"{path}:{number}: unreadable line ignored", file=sys.stderr)
+
+    @staticmethod
+    def key(dataset: Dataset, pair: Pair, spec: str, method, params: dict, device) -> str:
+        return json.dumps([dataset.name, dataset.fingerprint(), pair.fixed, pair.moving, spec,
+                           method.version, params, device.type], sort_keys=True, default=str)
+
+    def get(self, key: str) -> PairResult | None:
+        entry = self.entries.get(key)
+        return PairResult(**entry["result"]) if entry else None
+
+    def add(self, key: str, result: PairResult) -> None:
+        fields = {k: v for k, v in dataclasses.asdict(result).items() if k != "displacement"}
+        entry = {"key": key, "result": fields, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                 "load_average": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as out:
+            out.write(json.dumps(entry, default=float) + "\n")
+        self.entries[key] = entry
+
+
+def summarise(results, cached: int = 0) -> dict[str, float]:
     ok = [r for r in results if r.status == "ok"]
 
     def mean(field):
         values = [getattr(r, field) for r in ok if getattr(r, field) is not None]
         return float(np.mean(values)) if values else float("nan")
 
-    return {"ok": len(ok), "n": len(results), "dice": mean("mean_dice"), "hd95": mean("mean_hd95"),
+    return {"ok": len(ok), "n": len(results), "cached": cached,
+            "dice": mean("mean_dice"), "hd95": mean("mean_hd95"),
             "folding": mean("folding_percent"), "sdlogj": mean("sdlogj"),
             "seconds": mean("seconds"), "memory": mean("peak_memory_mb")}
 
@@ -187,7 +235,7 @@ def print_table(rows) -> None:
     the same data set."""
     header = (f"{'data set':<15} {'method':<26} {'pairs':>5} {'Dice':>6} {'HD95':>6} "
               f"{'fold%':>7} {'SDlogJ':>7} {'s/pair':>8} {'MB/pair':>8} {'Dice/ANTs':>9} "
-              f"{'time/ANTs':>9}")
+              f"{'time/ANTs':>9} {'cached':>6}")
     print(header)
     print("-" * len(header))
     for dataset, by_method in rows.items():
@@ -199,7 +247,8 @@ def print_table(rows) -> None:
                 time_ratio = f"{s['seconds'] / reference['seconds']:.2f}x"
             print(f"{dataset:<15} {spec:<26} {s['ok']:>2}/{s['n']:<2} {s['dice']:>6.3f} "
                   f"{s['hd95']:>6.2f} {s['folding']:>7.3f} {s['sdlogj']:>7.3f} "
-                  f"{s['seconds']:>8.1f} {s['memory']:>8.0f} {dice_ratio:>9} {time_ratio:>9}")
+                  f"{s['seconds']:>8.1f} {s['memory']:>8.0f} {dice_ratio:>9} {time_ratio:>9} "
+                  f"{s['cached']:>6}")
 
 
 def main() -> int:
@@ -213,6 +262,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="2 hippocampus pairs, 1 deformation, 1 pair per synthetic set")
     parser.add_argument("--device", default=None, help="default: cuda when there is one")
+    parser.add_argument("--fresh", action="store_true",
+                        help=f"measure every pair again instead of reading {CACHE.relative_to(REPO)}")
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.brain_pairs, args.synthetic_pairs = 2, 1, 1
@@ -227,6 +278,7 @@ def main() -> int:
     config = load_config(REPO / "datasets.yaml")
     device = torch.device(args.device) if args.device else default_device()
     methods = usable_methods([m for m in args.methods.split(",") if m], registry)
+    cache = PairCache(CACHE, args.fresh)
     print(f"device {device}, torch threads {torch.get_num_threads()}, ITK threads "
           f"{os.environ['ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS']}; methods: "
           f"{', '.join(spec for spec, _, _ in methods)}", file=sys.stderr)
@@ -238,17 +290,24 @@ def main() -> int:
             for dataset, pairs in datasets_for(part, args, registry, config):
                 rows[dataset.name] = {}
                 for spec, method, params in methods:
-                    results = []
+                    results, cached = [], 0
                     for i, pair in enumerate(pairs, 1):
-                        start = time.perf_counter()
-                        result = evaluate_pair(method, params, dataset, dataset.load(pair.fixed),
-                                               dataset.load(pair.moving), device, seed=SEED)
+                        key = cache.key(dataset, pair, spec, method, params, device)
+                        result = cache.get(key)
+                        if result is None:
+                            result = evaluate_pair(method, params, dataset,
+                                                   dataset.load(pair.fixed),
+                                                   dataset.load(pair.moving), device, seed=SEED)
+                            if result.status == "ok":  # a failure is tried again next time
+                                cache.add(key, result)
+                            outcome = (f"Dice {result.mean_dice:.3f}" if result.status == "ok"
+                                       else f"FAILED: {result.error}")
+                            print(f"[{dataset.name}] {spec} pair {i}/{len(pairs)}: {outcome}, "
+                                  f"{result.seconds or 0:.1f} s", file=sys.stderr, flush=True)
+                        else:
+                            cached += 1
                         results.append(result)
-                        rows[dataset.name][spec] = summarise(results)
-                        outcome = (f"Dice {result.mean_dice:.3f}" if result.status == "ok"
-                                   else f"FAILED: {result.error}")
-                        print(f"[{dataset.name}] {spec} pair {i}/{len(pairs)}: {outcome}, "
-                              f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+                        rows[dataset.name][spec] = summarise(results, cached)
                         if result.status != "ok":
                             failures.append(f"{dataset.name} {spec} {pair}: {result.error}")
     except KeyboardInterrupt:  # a run in pieces: Ctrl-C still prints what was measured
@@ -256,7 +315,8 @@ def main() -> int:
     print(f"\n{len(methods)} methods on {device}; Dice and HD95 (mm) are means over the pairs of "
           f"each pair's mean over the data set's labels; fold% = % of voxels with det J <= 0; "
           f"MB/pair = peak memory growth ({'CUDA allocation' if device.type == 'cuda' else 'RSS'})"
-          f"; ratios are to {REFERENCE} in this run\n")
+          f"; ratios are to {REFERENCE} on the same data set; cached = pairs read from "
+          f"{CACHE.relative_to(REPO)} (measured in an earlier sitting)\n")
     print_table(rows)
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)

@@ -13,6 +13,7 @@ import torch
 from warpbench.cli import main
 from warpbench.plugins import load_registry
 from warpbench.spatial import warp_image, warp_labels
+from warpbench.store import Store
 from warpbench.testing import smooth_image
 from warpbench_ants import AntsSynMethod
 from warpbench_fireants import FireantsGreedyMethod, FireantsSynMethod
@@ -43,7 +44,8 @@ def hide_package(monkeypatch, module: str) -> None:
 
 
 @pytest.mark.parametrize("plugin", sorted(PEERS))
-def test_a_peer_without_its_package_is_listed_and_says_how_to_install_it(plugin, monkeypatch):
+def test_a_peer_without_its_package_is_listed_and_says_how_to_install_it(plugin, monkeypatch,
+                                                                        capsys):
     methods, module, package = PEERS[plugin]
     hide_package(monkeypatch, module)
     monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", plugin)
@@ -54,24 +56,30 @@ def test_a_peer_without_its_package_is_listed_and_says_how_to_install_it(plugin,
         assert not available
         assert package in reason and f"pip install 'warpbench[{plugin}]'" in reason
         assert name in reason
+    assert main(["plugins"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "method:" in line]
+    assert len(listed) == len(methods)
+    assert all("(unavailable: " in line and package in line for line in listed)
 
 
 @pytest.mark.parametrize("plugin", sorted(PEERS))
-def test_a_run_of_a_peer_without_its_package_fails_each_pair_by_name(plugin, monkeypatch,
-                                                                    tmp_path, capsys):
+def test_a_run_of_a_peer_without_its_package_sets_it_aside_with_the_install_command(
+        plugin, monkeypatch, tmp_path, capsys):
     methods, module, package = PEERS[plugin]
     hide_package(monkeypatch, module)
-    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", f"synthetic,executors,{plugin}")
+    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", f"synthetic,classical,executors,{plugin}")
     config = tmp_path / "datasets.yaml"
     config.write_text(TINY_CONFIG)
-    code = main(["run", "--config", str(config), "--db", str(tmp_path / "r.duckdb"), "--quiet",
-                 "--method", methods[0], "--dataset", "tiny"])
-    assert code == 1
-    failures = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed:")]
-    assert len(failures) == 2
-    for line in failures:
-        assert "ModuleNotFoundError" in line and package in line
-        assert f"pip install 'warpbench[{plugin}]'" in line
+    store = tmp_path / "r.duckdb"
+    alone = ["run", "--config", str(config), "--db", str(store), "--quiet", "--dataset", "tiny"]
+    assert main([*alone, "--method", methods[0]]) == 1
+    err = capsys.readouterr().err
+    assert f"skipping method {methods[0]}: " in err and package in err
+    assert f"pip install 'warpbench[{plugin}]'" in err and "nothing to run" in err
+    # Beside a method that can run, the run goes on without it and succeeds.
+    assert main([*alone, "--method", methods[0], "--method", "identity"]) == 0
+    assert f"skipping method {methods[0]}" in capsys.readouterr().err
+    assert set(Store(store).runs()["method"]) == {"identity"}
 
 
 # --- with the package (the peers venv); skipped where it is not installed ---------------------

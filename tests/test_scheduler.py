@@ -129,6 +129,30 @@ def test_a_dataset_that_cannot_be_built_is_skipped_with_its_reason(setup):
     assert {r.dataset for r in plan.runs} == {"toy-a"}
 
 
+def test_a_method_that_cannot_run_here_is_set_aside_with_its_reason(setup):
+    registry, config, _ = setup
+    toy = type(registry.methods["toy-shift"])
+
+    class Missing(toy):
+        name = "toy-missing"
+
+        def availability(self):
+            return False, "needs the package nothere"
+
+    class Broken(toy):
+        name = "toy-broken"
+
+        def availability(self):
+            raise OSError("probe failed")
+
+    registry.methods.update({"toy-missing": Missing(), "toy-broken": Broken()})
+    plan = make_plan(registry, config, ["toy-missing", "toy-broken", "toy-shift"], ["toy-a"])
+    assert plan.unavailable_methods["toy-missing"] == "needs the package nothere"
+    assert "'toy-broken'" in plan.unavailable_methods["toy-broken"]
+    assert "OSError: probe failed" in plan.unavailable_methods["toy-broken"]
+    assert {r.method for r in plan.runs} == {"toy-shift"}
+
+
 def test_an_unknown_method_or_preset_is_refused_by_name(setup):
     registry, config, _ = setup
     with pytest.raises(ValueError, match="no method 'nope'"):

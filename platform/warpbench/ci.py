@@ -85,6 +85,8 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
         for column in ("dataset_fingerprint", "in_domain")})
 
     failures = list(summary.failures)
+    failures += [f"method {name} unavailable: {reason}"
+                 for name, reason in plan.unavailable_methods.items()]
     failures += [f"dataset {name} unavailable: {reason}" for name, reason in plan.unavailable.items()]
     if not plan.runs:
         failures.append("nothing was evaluated")

@@ -32,12 +32,17 @@ def _registry(args):
 
 
 def cmd_plugins(args) -> int:
+    from warpbench.methods import availability_of
+
     registry = _registry(args)
     for info in registry.plugins.values():
         origin = f"{info.distribution} {info.version}".strip()
         print(f"{info.name}  ({origin})")
         for item in info.registered:
-            print(f"    {item}")
+            kind, _, name = item.partition(":")
+            available, reason = (availability_of(registry.methods[name]) if kind == "method"
+                                 else (True, ""))
+            print(f"    {item}" + ("" if available else f"  (unavailable: {reason})"))
         for problem in registry.problems:
             if problem.plugin == info.name:
                 print(f"    PROBLEM: {problem.reason}")
@@ -105,6 +110,8 @@ def _planned(args):
               file=sys.stderr)
         return 2
     plan = make_plan(registry, config, methods, datasets, train_on)
+    for name, reason in plan.unavailable_methods.items():
+        print(f"skipping method {name}: {reason}", file=sys.stderr)
     for name, reason in plan.unavailable.items():
         print(f"skipping dataset {name}: {reason}", file=sys.stderr)
     for (source, target), reason in plan.skipped.items():
@@ -155,14 +162,15 @@ def cmd_run(args) -> int:
     if isinstance(planned, int):
         return planned
     plan, scheduler = planned
+    if not plan.runs and (plan.unavailable_methods or plan.unavailable):
+        print("nothing to run: every selected method or dataset was set aside (above)",
+              file=sys.stderr)
+        return 1
     print(f"{len(plan.trainings)} trainings, {len(plan.runs)} runs on {len(plan.datasets)} "
           f"datasets, device {scheduler.executor.describe()}, store {args.db}", file=sys.stderr)
-    try:
-        with _kill_as_interrupt():
-            summary = scheduler.run(plan)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    summary = _interruptible(lambda: scheduler.run(plan))
+    if isinstance(summary, int):
+        return summary
     _report(summary)
     return 1 if summary.pairs_failed or summary.trainings_failed else 0
 
@@ -178,14 +186,22 @@ def cmd_train(args) -> int:
         return 0
     print(f"{len(plan.trainings)} trainings, device {scheduler.executor.describe()}, checkpoints "
           f"under {scheduler.checkpoints}", file=sys.stderr)
+    summary = _interruptible(lambda: scheduler.train(plan))
+    if isinstance(summary, int):
+        return summary
+    _report(summary)
+    return 1 if summary.trainings_failed else 0
+
+
+def _interruptible(work):
+    """``work()``'s summary; on Ctrl-C or SIGTERM, the resume hint and exit code 130 instead
+    (what finished is already stored)."""
     try:
         with _kill_as_interrupt():
-            summary = scheduler.train(plan)
+            return work()
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    _report(summary)
-    return 1 if summary.trainings_failed else 0
 
 
 LEADERBOARD_FORMAT = {

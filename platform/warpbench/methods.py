@@ -51,6 +51,12 @@ class Method:
         ``fixed(x)``. ``params`` is one preset's dict; ``device`` is where to compute."""
         raise NotImplementedError
 
+    def availability(self) -> tuple[bool, str]:
+        """Whether the method can run here, and if not why (shown to the user): a wrapper of an
+        optional package says so when the package is missing, and every run then sets the
+        method aside instead of failing each of its pairs."""
+        return True, ""
+
     def supervision_of(self, preset: str) -> str:
         """The supervision a run under ``preset`` used: a preset may set ``"supervision"`` (a
         learning method trained with and without labels), otherwise the method's own."""
@@ -101,3 +107,11 @@ class LearningMethod(Method):
     def register(self, fixed, moving, params, device, *, weights: Path):
         """As :meth:`Method.register`, with the trained ``weights`` file."""
         raise NotImplementedError
+
+
+def availability_of(method: Method) -> tuple[bool, str]:
+    """``method.availability()``, with a plugin's exception in it reported as the reason."""
+    try:
+        return method.availability()
+    except Exception as exc:  # a broken plugin must not stop the plan or the listing
+        return False, f"method {method.name!r}: availability() raised {type(exc).__name__}: {exc}"

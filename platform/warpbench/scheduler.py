@@ -32,7 +32,7 @@ from warpbench.compatibility import incompatibility
 from warpbench.config import Config, build_dataset
 from warpbench.datasets import Dataset, DatasetConfigError
 from warpbench.executors import RunWork
-from warpbench.methods import LearningMethod
+from warpbench.methods import LearningMethod, availability_of
 from warpbench.plugins import Registry
 from warpbench.provenance import environment
 from warpbench.store import Store
@@ -73,6 +73,7 @@ class Plan:
     trainings: list[PlannedTraining] = field(default_factory=list)
     datasets: dict[str, Dataset] = field(default_factory=dict)  # evaluated or trained on
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> reason
+    unavailable_methods: dict[str, str] = field(default_factory=dict)  # method -> reason
     #: (training dataset, evaluated dataset) -> why networks trained on one are not evaluated on
     #: the other (or, with the same name twice, why nothing trains on it).
     skipped: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -121,11 +122,16 @@ def expand_method_spec(spec: str, registry: Registry) -> list[tuple[str, str]]:
 def make_plan(registry: Registry, config: Config, methods: list[str], datasets: list[str],
               train_on: list[str] | None = None) -> Plan:
     """Expand names into trainings and runs; datasets that cannot be built or are missing their
-    files are set aside with the reason instead of failing the plan. Learning methods train on
-    ``train_on`` (default: every dataset of ``datasets`` with train subjects) and are evaluated
-    on every compatible dataset of ``datasets``."""
+    files, and methods that cannot run here, are set aside with the reason instead of failing
+    the plan. Learning methods train on ``train_on`` (default: every dataset of ``datasets``
+    with train subjects) and are evaluated on every compatible dataset of ``datasets``."""
     plan = Plan()
     method_presets = [mp for spec in methods for mp in expand_method_spec(spec, registry)]
+    for name in dict.fromkeys(m for m, _ in method_presets):
+        available, reason = availability_of(registry.methods[name])
+        if not available:
+            plan.unavailable_methods[name] = reason
+    method_presets = [(m, p) for m, p in method_presets if m not in plan.unavailable_methods]
     learning = [(m, p) for m, p in method_presets if isinstance(registry.methods[m], LearningMethod)]
     others = [mp for mp in method_presets if mp not in learning]
     evaluated = [d for d in (_usable(config, registry, plan, name) for name in datasets) if d]

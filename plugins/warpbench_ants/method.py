@@ -60,7 +60,7 @@ class AntsSynMethod(Method):
     }
 
     def availability(self) -> tuple[bool, str]:
-        """Whether antspyx can be imported here, and if not why (as ``Dataset.availability``)."""
+        """Whether antspyx can be imported here, and if not why (``Method.availability``)."""
         try:
             import_ants()
         except ModuleNotFoundError as exc:

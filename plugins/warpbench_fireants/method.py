@@ -41,7 +41,7 @@ class _FireantsMethod(Method):
     algorithm: str
 
     def availability(self) -> tuple[bool, str]:
-        """Whether fireants can be imported here, and if not why (as ``Dataset.availability``)."""
+        """Whether fireants can be imported here, and if not why (``Method.availability``)."""
         try:
             import_fireants(self.name)
         except ModuleNotFoundError as exc:
