@@ -204,6 +204,18 @@ def _interruptible(work):
         return 130
 
 
+def cmd_study(args) -> int:
+    from warpbench import study
+
+    store = Store(args.db)
+    try:
+        print(study.report(store.leaderboard(), store.pair_scores(), args.classical, args.alpha), end="")
+    except ValueError as exc:
+        print(f"error: {args.db}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 LEADERBOARD_FORMAT = {
     "dice": "{:.3f}", "dice_std": "{:.3f}", "hd95": "{:.2f}", "sdlogj": "{:.3f}",
     "folding_percent": "{:.3f}", "seconds": "{:.2f}", "peak_memory_mb": "{:.0f}",
@@ -505,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="print the leaderboard")
     board.add_argument("--db", default=DEFAULT_DB)
     board.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    study = commands.add_parser(
+        "study", help="the study's comparisons (classical vs unsupervised and label-supervised "
+                      "DLIR in domain, and under domain shift) with paired tests, as Markdown")
+    study.add_argument("--db", default=DEFAULT_DB)
+    study.add_argument("--classical", default="syn:default", metavar="METHOD:PRESET",
+                       help="the classical configuration every network is compared with")
+    study.add_argument("--alpha", type=float, default=0.05,
+                       help="significance level after Holm's adjustment")
     _add_authoring_commands(commands)
     return parser
 
@@ -512,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"plugins": cmd_plugins, "datasets": cmd_datasets, "run": cmd_run,
-               "train": cmd_train, "leaderboard": cmd_leaderboard}.get(args.command) or args.handler
+               "train": cmd_train, "leaderboard": cmd_leaderboard,
+               "study": cmd_study}.get(args.command) or args.handler
     try:
         return handler(args)
     except (ConfigError, plugin_loading.PluginError) as exc:

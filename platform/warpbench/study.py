@@ -1,0 +1,141 @@
+"""The study's three comparisons, read off a store, each with its paired test.
+
+"Deep Learning in Medical Image Registration: Magic or Mirage?" (NeurIPS 2024) states its
+findings as margins between kinds of method on the same pairs. This module computes them for
+whatever a store holds, so that a ``paper`` suite run, on any machine, is reported the same way:
+
+1. unsupervised DLIR against classical optimisation, in domain;
+2. label-supervised DLIR against classical optimisation, in domain;
+3. how the DLIR-minus-classical margin changes under domain shift.
+
+The classical side is one configuration named in advance (``syn:default`` unless told
+otherwise), not the best one on the test set, which would bias every test in its favour. Each
+learning configuration (method and preset: architecture, supervision, budget) is compared on
+its own, per test dataset, on the pairs both sides scored: mean paired difference (DLIR minus
+classical; positive favours DLIR), two-sided Wilcoxon signed-rank p, and Holm's adjustment over
+each table's comparisons. Under shift, the classical score of a pair is the same whichever
+dataset the network was trained on, so the change of the margin is the network's own change:
+per pair, the mean over the networks trained on other datasets minus the in-domain network.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from warpbench import stats
+
+CLASSICAL = "syn:default"
+ALPHA = 0.05
+COLUMNS = ["dataset", "config", "pairs", "classical", "dlir", "difference", "p", "p_holm",
+           "verdict"]
+SHIFT_COLUMNS = ["dataset", "config", "trained_on", "pairs", "in_domain", "shifted", "change",
+                 "p", "p_holm", "verdict"]
+
+
+def pair_scores(board: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Every scored pair of the store's current runs with its configuration: ``config``
+    (method:preset), family, supervision, test ``dataset`` and ``train_dataset``."""
+    runs = board.assign(config=board["method"] + ":" + board["preset"])[
+        ["run_id", "config", "family", "supervision", "dataset", "train_dataset"]]
+    ok = pairs[pairs["status"] == "ok"][["run_id", "fixed", "moving", "mean_dice"]]
+    return ok.merge(runs, on="run_id")
+
+
+def _verdict(difference: float, p_holm: float, alpha: float, better: str, worse: str) -> str:
+    if not p_holm <= alpha:
+        return "no significant difference"
+    return better if difference > 0 else worse
+
+
+def _adjust(rows: list[dict], alpha: float, better: str, worse: str, effect: str) -> None:
+    """Holm over the family of ``rows`` (in place), and each row's verdict."""
+    for row, p_holm in zip(rows, stats.holm([r["p"] for r in rows]) if rows else []):
+        row["p_holm"] = float(p_holm)
+        row["verdict"] = _verdict(row[effect], row["p_holm"], alpha, better, worse)
+
+
+def in_domain_margins(scores: pd.DataFrame, supervision: str, classical: str = CLASSICAL,
+                      alpha: float = ALPHA) -> pd.DataFrame:
+    """Learning configurations of ``supervision`` ("none" or "labels") trained on the dataset
+    they are tested on, against ``classical`` on the same pairs."""
+    reference = scores[scores["config"] == classical]
+    learned = scores[(scores["family"] == "learning") & (scores["supervision"] == supervision)
+                     & (scores["train_dataset"] == scores["dataset"])]
+    rows = []
+    for (dataset, config), group in learned.groupby(["dataset", "config"], sort=True):
+        both = group.merge(reference[reference["dataset"] == dataset], on=["fixed", "moving"],
+                           suffixes=("", "_classical"))
+        if both.empty:
+            continue
+        test = stats.paired_tests(both["mean_dice"], both["mean_dice_classical"])
+        rows.append({"dataset": dataset, "config": config, "pairs": test.n,
+                     "classical": test.mean_b, "dlir": test.mean_a, "difference": test.mean_difference,
+                     "p": test.wilcoxon_p})
+    _adjust(rows, alpha, "DLIR better", "classical better", "difference")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per test dataset and learning configuration trained both on it and elsewhere: the
+    per-pair mean score of the shifted networks minus the in-domain one (negative: the
+    network loses under shift, and so its margin over classical shrinks by as much)."""
+    learned = scores[(scores["family"] == "learning") & scores["train_dataset"].notna()]
+    rows = []
+    for (dataset, config), group in learned.groupby(["dataset", "config"], sort=True):
+        own = group[group["train_dataset"] == dataset]
+        others = group[group["train_dataset"] != dataset]
+        if own.empty or others.empty:
+            continue
+        shifted = others.groupby(["fixed", "moving"], as_index=False)["mean_dice"].mean()
+        both = own.merge(shifted, on=["fixed", "moving"], suffixes=("", "_shifted"))
+        test = stats.paired_tests(both["mean_dice_shifted"], both["mean_dice"])
+        rows.append({"dataset": dataset, "config": config,
+                     "trained_on": ", ".join(sorted(others["train_dataset"].unique())),
+                     "pairs": test.n, "in_domain": test.mean_b, "shifted": test.mean_a,
+                     "change": test.mean_difference, "p": test.wilcoxon_p})
+    _adjust(rows, alpha, "better under shift", "worse under shift", "change")
+    return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
+
+
+def _tally(table: pd.DataFrame) -> str:
+    counts = table["verdict"].value_counts()
+    return ", ".join(f"{verdict} in {count}" for verdict, count in counts.items())
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for column in shown.columns:
+        if column in ("p", "p_holm"):
+            shown[column] = shown[column].map(lambda p: f"{p:.2g}")
+        elif shown[column].dtype.kind == "f":
+            shown[column] = shown[column].map(lambda v: f"{v:+.3f}" if column in (
+                "difference", "change") else f"{v:.3f}")
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *lines])
+
+
+def report(board: pd.DataFrame, pairs: pd.DataFrame, classical: str = CLASSICAL,
+           alpha: float = ALPHA) -> str:
+    """The three comparisons as Markdown: a tally and a table each."""
+    scores = pair_scores(board, pairs)
+    if not (scores["config"] == classical).any():
+        known = ", ".join(sorted(scores.loc[scores["family"] == "classical", "config"].unique()))
+        raise ValueError(f"the store has no scored pairs of {classical!r} to compare against "
+                         f"(classical configurations here: {known or 'none'})")
+    sections = []
+    for title, table in (
+        ("Unsupervised DLIR against classical, in domain", in_domain_margins(scores, "none", classical, alpha)),
+        ("Label-supervised DLIR against classical, in domain", in_domain_margins(scores, "labels", classical, alpha)),
+        ("The DLIR margin under domain shift", shift_changes(scores, alpha)),
+    ):
+        if table.empty:
+            sections.append(f"## {title}\n\nNo runs in the store allow this comparison.")
+            continue
+        sections.append(f"## {title}\n\n{len(table)} comparisons: {_tally(table)} "
+                        f"(Wilcoxon, Holm-adjusted, alpha {alpha:g}).\n\n{_markdown(table)}")
+    intro = (f"Classical reference: {classical}. Differences are in mean Dice per pair, DLIR "
+             "minus classical (or shifted minus in-domain); p is the two-sided Wilcoxon "
+             "signed-rank test on the same pairs, p_holm its Holm adjustment within the table.")
+    return "\n\n".join([intro, *sections]) + "\n"

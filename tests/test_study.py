@@ -1,0 +1,87 @@
+"""The study's comparisons on scores whose outcome is known by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from warpbench import study
+
+PAIRS = 12
+
+
+def frames(runs: dict[str, tuple], scores: dict[str, np.ndarray]):
+    """A leaderboard and pair-score frames as the store returns them: ``runs`` maps a run id to
+    (method, preset, family, supervision, dataset, train_dataset)."""
+    board = pd.DataFrame(
+        [dict(zip(["method", "preset", "family", "supervision", "dataset", "train_dataset"], v),
+              run_id=k) for k, v in runs.items()])
+    pairs = pd.DataFrame([
+        {"run_id": run_id, "fixed": f"f{i}", "moving": f"m{i}", "status": "ok", "mean_dice": dice}
+        for run_id, values in scores.items() for i, dice in enumerate(values)])
+    return board, pairs
+
+
+@pytest.fixture
+def store_frames():
+    rng = np.random.default_rng(0)
+    classical = 0.85 + 0.03 * rng.standard_normal(PAIRS)
+    runs = {
+        "syn": ("syn", "default", "classical", "none", "a", None),
+        "vxm-a": ("voxelmorph", "default", "learning", "none", "a", "a"),  # clearly worse
+        "vxm-b": ("voxelmorph", "default", "learning", "none", "a", "b"),  # worse still: shifted
+        "sup-a": ("voxelmorph", "labels", "learning", "labels", "a", "a"),  # clearly better
+        "tie-a": ("lkunet", "default", "learning", "none", "a", "a"),  # the same up to noise
+    }
+    scores = {
+        "syn": classical,
+        "vxm-a": classical - 0.20 + 0.01 * rng.standard_normal(PAIRS),
+        "vxm-b": classical - 0.30 + 0.01 * rng.standard_normal(PAIRS),
+        "sup-a": classical + 0.05 + 0.01 * rng.standard_normal(PAIRS),
+        "tie-a": classical + 0.001 * np.where(np.arange(PAIRS) % 2, 1, -1),
+    }
+    return frames(runs, scores)
+
+
+def test_in_domain_margins_say_which_side_wins_on_the_same_pairs(store_frames):
+    scores = study.pair_scores(*store_frames)
+    unsupervised = study.in_domain_margins(scores, "none").set_index("config")
+    # Only in-domain networks: the one trained on b is not part of this comparison.
+    assert list(unsupervised.index) == ["lkunet:default", "voxelmorph:default"]
+    assert unsupervised.loc["voxelmorph:default", "verdict"] == "classical better"
+    assert unsupervised.loc["voxelmorph:default", "difference"] == pytest.approx(-0.20, abs=0.01)
+    assert unsupervised.loc["lkunet:default", "verdict"] == "no significant difference"
+    assert (unsupervised["pairs"] == PAIRS).all()
+    supervised = study.in_domain_margins(scores, "labels")
+    assert supervised["verdict"].tolist() == ["DLIR better"]
+
+
+def test_holm_adjusts_within_each_table(store_frames):
+    table = study.in_domain_margins(study.pair_scores(*store_frames), "none")
+    assert (table["p_holm"] >= table["p"]).all()
+    smallest = table["p"].idxmin()
+    assert table.loc[smallest, "p_holm"] == pytest.approx(min(1, len(table) * table.loc[smallest, "p"]))
+
+
+def test_the_shift_change_is_the_networks_own_drop(store_frames):
+    table = study.shift_changes(study.pair_scores(*store_frames))
+    assert table["config"].tolist() == ["voxelmorph:default"]  # the only one trained twice
+    row = table.iloc[0]
+    assert row["trained_on"] == "b"
+    assert row["change"] == pytest.approx(-0.10, abs=0.01)
+    assert row["verdict"] == "worse under shift"
+
+
+def test_failed_pairs_are_left_out_of_every_comparison(store_frames):
+    board, pairs = store_frames
+    pairs.loc[(pairs["run_id"] == "vxm-a") & (pairs["fixed"] == "f0"), ["status", "mean_dice"]] = \
+        ["failed", np.nan]
+    table = study.in_domain_margins(study.pair_scores(board, pairs), "none").set_index("config")
+    assert table.loc["voxelmorph:default", "pairs"] == PAIRS - 1
+
+
+def test_the_report_names_a_missing_classical_reference(store_frames):
+    with pytest.raises(ValueError, match="no scored pairs of 'greedy:default'.*syn:default"):
+        study.report(*store_frames, classical="greedy:default")
+    text = study.report(*store_frames)
+    assert "## Unsupervised DLIR against classical, in domain" in text
+    assert "2 comparisons: " in text and "| a | voxelmorph:default | 12 |" in text
