@@ -459,6 +459,11 @@ def test_domain_shift_and_supervision_pages_with_learning_runs(monkeypatch, stud
     assert not at.exception and not at.info
     best = at.dataframe[0].value
     assert set(best["group"]) == {"classical", "DLIR, unsupervised", "DLIR, label-supervised"}
+    assert at.selectbox(key="supervision_reference").value == "greedy:default"
+    unsupervised, supervised = (at.dataframe[k].value for k in (1, 2))
+    assert unsupervised[["dataset", "config", "pairs"]].values.tolist() == [["oasis", "vxm:default", 4]]
+    assert unsupervised["difference"].iloc[0] == pytest.approx(-0.01)
+    assert supervised["verdict"].tolist() == ["no significant difference"]  # 4 pairs cannot be
     at = _open(monkeypatch, study_db, "mi-vs-dice")
     assert "runs on at least 3 datasets" in _texts(at.info)  # two datasets only
 

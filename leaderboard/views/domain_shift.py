@@ -4,6 +4,7 @@ methods, which need no training."""
 from __future__ import annotations
 
 import streamlit as st
+from warpbench import study
 
 import figures
 import loaders
@@ -61,3 +62,16 @@ def render(db_path: str) -> None:
     else:
         st.plotly_chart(figures.domain_drop_figure(drops), key="shift_drops")
         st.dataframe(drops, hide_index=True)
+
+    st.header("Is the change significant?")
+    st.caption(
+        "Per test dataset and learning configuration trained both on it and elsewhere: per pair, "
+        "the mean score of the networks trained elsewhere minus the in-domain network's, with a "
+        "two-sided Wilcoxon p and its Holm adjustment. A classical method scores a pair the same "
+        "whatever a network was trained on, so this change is also the change of the network's "
+        "margin over it (`warpbench study` prints the same).")
+    changes = study.shift_changes(study.pair_scores(summary, pairs))
+    if changes.empty:
+        st.caption("No configuration is tested both in domain and shifted on the same dataset.")
+    else:
+        st.dataframe(changes, hide_index=True, key="shift_changes")

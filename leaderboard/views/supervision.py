@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from warpbench import study
 
 import figures
 import loaders
@@ -45,3 +46,30 @@ def render(db_path: str) -> None:
         column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                        for c in ("dice", "dice_ci_low", "dice_ci_high", "dice_worst30")},
     )
+
+    st.header("Paired tests against one classical configuration")
+    st.caption(
+        "Each learning configuration trained on the dataset it is tested on, against the classical "
+        "configuration chosen here on the same pairs: mean paired difference (DLIR minus "
+        "classical), two-sided Wilcoxon p and its Holm adjustment within each table "
+        "(`warpbench study` prints the same). The reference is chosen, not the best on the test "
+        "set, so that choosing it does not bias the test.")
+    board = loaders.read_or_explain(db_path, loaders.load_leaderboard)
+    pairs = loaders.read_or_explain(db_path, loaders.load_pair_scores)
+    if board is None or pairs is None:
+        return
+    classical = sorted(grouped.loc[grouped["family"] == "classical", "config"].unique())
+    if not classical:
+        st.info("No classical configuration in the store to compare against.")
+        return
+    reference = st.selectbox(
+        "Classical reference", classical, key="supervision_reference",
+        index=classical.index(study.CLASSICAL) if study.CLASSICAL in classical else 0)
+    scores = study.pair_scores(board, pairs)
+    for supervision, title in (("none", "Unsupervised DLIR"), ("labels", "Label-supervised DLIR")):
+        table = study.in_domain_margins(scores, supervision, reference)
+        st.subheader(f"{title} against {reference}, in domain")
+        if table.empty:
+            st.caption("No in-domain runs of this kind on a dataset the reference was run on.")
+        else:
+            st.dataframe(table, hide_index=True, key=f"margins_{supervision}")
