@@ -13,6 +13,7 @@ import pytest
 from conftest import BUILTIN_PLUGINS, REPO
 from fake_dist import add_distribution, forget_modules
 from warpbench.cli import main
+from warpbench import scaffold
 from warpbench.scaffold import names
 
 BIN = Path(sys.executable).parent
@@ -147,9 +148,9 @@ def test_the_reusable_workflow_is_callable_with_the_inputs_the_scaffold_passes()
 
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "evaluate.yml").read_text())
     inputs = workflow[True]["workflow_call"]["inputs"]  # YAML 1.1 reads the key `on` as True
-    scaffolded = yaml.safe_load(
-        __import__("warpbench.scaffold", fromlist=["METHOD_WORKFLOW"]).METHOD_WORKFLOW)
-    assert set(scaffolded["jobs"]["warpbench"]["with"]) <= set(inputs)
+    for kind in ("method", "dataset"):
+        scaffolded = yaml.safe_load(scaffold.workflow(kind))
+        assert set(scaffolded["jobs"]["warpbench"]["with"]) <= set(inputs)
     steps = " ".join(str(step.get("run", "")) for step in workflow["jobs"]["evaluate"]["steps"])
     assert "download.pytorch.org/whl/cpu" in steps and "warpbench ci" in steps
     assert "GITHUB_STEP_SUMMARY" in steps

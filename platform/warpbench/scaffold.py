@@ -52,7 +52,7 @@ def create_plugin(name: str, kind: str = "method", directory: str | Path | None 
         "README.md": README,
         f"{values['__MODULE__']}/__init__.py": METHOD_MODULE if kind == "method" else DATASET_MODULE,
         f"tests/test_{values['__MODULE__']}.py": METHOD_TEST if kind == "method" else DATASET_TEST,
-        ".github/workflows/evaluate.yml": METHOD_WORKFLOW if kind == "method" else DATASET_WORKFLOW,
+        ".github/workflows/evaluate.yml": workflow(kind),
     }
     written = []
     for relative, template in files.items():
@@ -221,7 +221,7 @@ def test_the_default_options_keep_the_contract(tmp_path):
 '''
 
 # The reusable workflow lives in warpbench's repository; a fork changes the owner below.
-METHOD_WORKFLOW = '''
+WORKFLOW = '''
 name: evaluate
 on: [push, pull_request]
 permissions:
@@ -233,22 +233,19 @@ jobs:
     with:
       plugin: "."
       check: __NAME__
-      methods: __NAME__
+__INPUTS__'''
+# A method plugin is evaluated on the quick suite and compared with the last run's results; a
+# dataset plugin is only checked.
+WORKFLOW_INPUTS = {
+    "method": '''      methods: __NAME__
       suite: quick
       baseline-artifact: warpbench-results
-'''
+''',
+    "dataset": '''      suite: ""
+''',
+}
 
-DATASET_WORKFLOW = '''
-name: evaluate
-on: [push, pull_request]
-permissions:
-  contents: read
-  actions: read
-jobs:
-  warpbench:
-    uses: warpbench/warpbench/.github/workflows/evaluate.yml@main
-    with:
-      plugin: "."
-      check: __NAME__
-      suite: ""
-'''
+
+def workflow(kind: str) -> str:
+    """The GitHub workflow a new ``kind`` plugin gets (names still as tokens)."""
+    return WORKFLOW.replace("__INPUTS__", WORKFLOW_INPUTS[kind])

@@ -28,6 +28,25 @@ import pandas as pd
 SCHEMA_VERSION = 2
 LOCK_WAIT_SECONDS = 60.0
 
+# The provenance a run and a training both carry: which method (and plugin) it was, and where
+# and with what it ran. (The order of the columns is the files' order; keep it.)
+_METHOD_COLUMNS = """\
+    method_version VARCHAR,
+    family VARCHAR,
+    supervision VARCHAR,
+    plugin VARCHAR,
+    plugin_distribution VARCHAR,
+    plugin_version VARCHAR,
+"""
+_ENVIRONMENT_COLUMNS = """\
+    device VARCHAR,
+    torch_version VARCHAR,
+    cuda_version VARCHAR,
+    warpbench_version VARCHAR,
+    git_revision VARCHAR,
+    host VARCHAR,
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,25 +55,13 @@ CREATE TABLE IF NOT EXISTS runs (
     method VARCHAR NOT NULL,
     preset VARCHAR NOT NULL,
     params VARCHAR NOT NULL,
-    method_version VARCHAR,
-    family VARCHAR,
-    supervision VARCHAR,
-    plugin VARCHAR,
-    plugin_distribution VARCHAR,
-    plugin_version VARCHAR,
-    dataset VARCHAR NOT NULL,
+{method_columns}    dataset VARCHAR NOT NULL,
     dataset_fingerprint VARCHAR,
     train_dataset VARCHAR,
     in_domain BOOLEAN,
     training_key VARCHAR,
     seed INTEGER,
-    device VARCHAR,
-    torch_version VARCHAR,
-    cuda_version VARCHAR,
-    warpbench_version VARCHAR,
-    git_revision VARCHAR,
-    host VARCHAR,
-    started_at TIMESTAMP,
+{environment_columns}    started_at TIMESTAMP,
     ended_at TIMESTAMP,
     status VARCHAR NOT NULL
 );
@@ -106,22 +113,10 @@ CREATE TABLE IF NOT EXISTS trainings (
     method VARCHAR NOT NULL,
     preset VARCHAR NOT NULL,
     params VARCHAR NOT NULL,
-    method_version VARCHAR,
-    family VARCHAR,
-    supervision VARCHAR,
-    plugin VARCHAR,
-    plugin_distribution VARCHAR,
-    plugin_version VARCHAR,
-    train_dataset VARCHAR NOT NULL,
+{method_columns}    train_dataset VARCHAR NOT NULL,
     train_dataset_fingerprint VARCHAR,
     seed INTEGER,
-    device VARCHAR,
-    torch_version VARCHAR,
-    cuda_version VARCHAR,
-    warpbench_version VARCHAR,
-    git_revision VARCHAR,
-    host VARCHAR,
-    folder VARCHAR,
+{environment_columns}    folder VARCHAR,
     weights VARCHAR,
     status VARCHAR NOT NULL,
     error VARCHAR,
@@ -152,7 +147,7 @@ CREATE OR REPLACE VIEW latest_runs AS
 CREATE OR REPLACE VIEW latest_datasets AS
     SELECT * FROM datasets
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY computed_at DESC) = 1;
-"""
+""".format(method_columns=_METHOD_COLUMNS, environment_columns=_ENVIRONMENT_COLUMNS)
 
 LEADERBOARD_COLUMNS = [
     "method", "preset", "family", "supervision", "dataset", "train_dataset", "pairs", "failed",
