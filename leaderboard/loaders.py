@@ -152,6 +152,15 @@ def summary_or_guidance(db_path: str, load=None) -> pd.DataFrame | None:
     return summary
 
 
+def analysis_page(db_path: str, title: str, caption: str, load=None) -> pd.DataFrame | None:
+    """An analysis page's opening (title, what it shows, the refresh button) and its data: as
+    :func:`summary_or_guidance`, None when there is nothing to show yet."""
+    st.title(title)
+    st.caption(caption)
+    refresh_button()
+    return summary_or_guidance(db_path, load)
+
+
 def refresh_button() -> None:
     """The sidebar's refresh button: read the store again now."""
     with st.sidebar:

@@ -16,13 +16,12 @@ URL_PATH = "domain-shift"
 
 
 def render(db_path: str) -> None:
-    st.title("Domain shift")
-    st.caption(
+    summary = loaders.analysis_page(
+        db_path, "Domain shift",
         "The study's third finding: trained on one dataset (OASIS) and tested on others, the "
-        "advantage of label-supervised methods vanishes while classical methods stay robust."
+        "advantage of label-supervised methods vanishes while classical methods stay robust.",
+        loaders.load_leaderboard,  # no CIs needed
     )
-    loaders.refresh_button()
-    summary = loaders.summary_or_guidance(db_path, loaders.load_leaderboard)  # no CIs needed
     if summary is None:
         return
     pairs = loaders.read_or_explain(db_path, loaders.load_pair_scores)

@@ -16,14 +16,13 @@ MIN_DATASETS = 3
 
 
 def render(db_path: str) -> None:
-    st.title("MI(i;s) versus Dice")
-    st.caption(
+    summary = loaders.analysis_page(
+        db_path, "MI(i;s) versus Dice",
         "The study's fourth finding: across datasets, the Dice classical methods reach tracks the "
         "mutual information between image intensity and label map. One point per dataset and "
-        "method family (its best configuration on the dataset)."
+        "method family (its best configuration on the dataset).",
+        loaders.load_leaderboard,  # no CIs needed
     )
-    loaders.refresh_button()
-    summary = loaders.summary_or_guidance(db_path, loaders.load_leaderboard)  # no CIs needed
     if summary is None:
         return
     datasets = loaders.read_or_explain(db_path, loaders.load_datasets)

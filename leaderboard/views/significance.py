@@ -24,14 +24,13 @@ def _tests(db_path: str, stamp: tuple, dataset: str, configs: tuple[str, ...], m
 
 
 def render(db_path: str) -> None:
-    st.title("Significance")
-    st.caption(
+    summary = loaders.analysis_page(
+        db_path, "Significance",
         "Each pair of configurations compared on the registration pairs both scored: paired "
         "t-test and Wilcoxon signed-rank test, p-values Holm-corrected over all comparisons shown, "
-        "with the mean paired difference, Cohen's d_z and the rank-biserial correlation."
+        "with the mean paired difference, Cohen's d_z and the rank-biserial correlation.",
+        loaders.load_leaderboard,  # no CIs needed
     )
-    loaders.refresh_button()
-    summary = loaders.summary_or_guidance(db_path, loaders.load_leaderboard)  # no CIs needed
     if summary is None:
         return
     scored = summary[summary["dice"].notna()]

@@ -16,14 +16,12 @@ URL_PATH = "supervision"
 
 
 def render(db_path: str) -> None:
-    st.title("Classical versus unsupervised versus label-supervised")
-    st.caption(
+    summary = loaders.analysis_page(
+        db_path, "Classical versus unsupervised versus label-supervised",
         "The study's second finding: unsupervised deep learning does not beat classical "
         "optimisation, label-supervised deep learning does, on the data it was trained for. "
-        "Each bar is the best configuration of its group on the dataset, with its 95% bootstrap CI."
+        "Each bar is the best configuration of its group on the dataset, with its 95% bootstrap CI.",
     )
-    loaders.refresh_button()
-    summary = loaders.summary_or_guidance(db_path)
     if summary is None:
         return
     grouped = tables.with_groups(tables.with_labels(summary))
