@@ -207,6 +207,10 @@ class PairCache:
         entry = self.entries.get(key)
         return PairResult(**entry["result"]) if entry else None
 
+    def load_average(self, key: str) -> float:
+        """The 1-minute load average when the pair finished (what else ran beside it)."""
+        return self.entries[key]["load_average"]
+
     def add(self, key: str, result: PairResult) -> None:
         fields = {k: v for k, v in dataclasses.asdict(result).items() if k != "displacement"}
         entry = {"key": key, "result": fields, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -217,14 +221,14 @@ class PairCache:
         self.entries[key] = entry
 
 
-def summarise(results, cached: int = 0) -> dict[str, float]:
+def summarise(results, loads: list[float], cached: int = 0) -> dict[str, float]:
     ok = [r for r in results if r.status == "ok"]
 
     def mean(field):
         values = [getattr(r, field) for r in ok if getattr(r, field) is not None]
         return float(np.mean(values)) if values else float("nan")
 
-    return {"ok": len(ok), "n": len(results), "cached": cached,
+    return {"ok": len(ok), "n": len(results), "cached": cached, "load": float(np.mean(loads)) if loads else float("nan"),
             "dice": mean("mean_dice"), "hd95": mean("mean_hd95"),
             "folding": mean("folding_percent"), "sdlogj": mean("sdlogj"),
             "seconds": mean("seconds"), "memory": mean("peak_memory_mb")}
@@ -235,7 +239,7 @@ def print_table(rows) -> None:
     the same data set."""
     header = (f"{'data set':<15} {'method':<26} {'pairs':>5} {'Dice':>6} {'HD95':>6} "
               f"{'fold%':>7} {'SDlogJ':>7} {'s/pair':>8} {'MB/pair':>8} {'Dice/ANTs':>9} "
-              f"{'time/ANTs':>9} {'cached':>6}")
+              f"{'time/ANTs':>9} {'cached':>6} {'load':>5}")
     print(header)
     print("-" * len(header))
     for dataset, by_method in rows.items():
@@ -248,7 +252,7 @@ def print_table(rows) -> None:
             print(f"{dataset:<15} {spec:<26} {s['ok']:>2}/{s['n']:<2} {s['dice']:>6.3f} "
                   f"{s['hd95']:>6.2f} {s['folding']:>7.3f} {s['sdlogj']:>7.3f} "
                   f"{s['seconds']:>8.1f} {s['memory']:>8.0f} {dice_ratio:>9} {time_ratio:>9} "
-                  f"{s['cached']:>6}")
+                  f"{s['cached']:>6} {s['load']:>5.1f}")
 
 
 def main() -> int:
@@ -290,7 +294,7 @@ def main() -> int:
             for dataset, pairs in datasets_for(part, args, registry, config):
                 rows[dataset.name] = {}
                 for spec, method, params in methods:
-                    results, cached = [], 0
+                    results, loads, cached = [], [], 0
                     for i, pair in enumerate(pairs, 1):
                         key = cache.key(dataset, pair, spec, method, params, device)
                         result = cache.get(key)
@@ -307,7 +311,9 @@ def main() -> int:
                         else:
                             cached += 1
                         results.append(result)
-                        rows[dataset.name][spec] = summarise(results, cached)
+                        if result.status == "ok":
+                            loads.append(cache.load_average(key))
+                        rows[dataset.name][spec] = summarise(results, loads, cached)
                         if result.status != "ok":
                             failures.append(f"{dataset.name} {spec} {pair}: {result.error}")
     except KeyboardInterrupt:  # a run in pieces: Ctrl-C still prints what was measured
@@ -316,7 +322,8 @@ def main() -> int:
           f"each pair's mean over the data set's labels; fold% = % of voxels with det J <= 0; "
           f"MB/pair = peak memory growth ({'CUDA allocation' if device.type == 'cuda' else 'RSS'})"
           f"; ratios are to {REFERENCE} on the same data set; cached = pairs read from "
-          f"{CACHE.relative_to(REPO)} (measured in an earlier sitting)\n")
+          f"{CACHE.relative_to(REPO)} (measured in an earlier sitting); load = mean 1-minute "
+          f"load average when its pairs finished ({os.cpu_count()} cores here)\n")
     print_table(rows)
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
