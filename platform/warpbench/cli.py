@@ -303,7 +303,8 @@ def cmd_check(args) -> int:
         if preset != "*" and preset not in method.presets:
             raise ConfigError(f"method {method_name!r} has no preset {preset!r} "
                               f"(presets: {', '.join(method.presets)})")
-        return [testing.check_method(method, p, device=args.device, time_limit=args.time_limit)
+        return [testing.check_method(method, p, device=args.device, time_limit=args.time_limit,
+                                     shape=args.shape)
                 for p in presets]
 
     def dataset_reports(kind: str) -> list:
@@ -417,6 +418,16 @@ def cmd_export_fields(args) -> int:
     return 1 if summary.failed or summary.not_reproduced else 0
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 8:
+        raise argparse.ArgumentTypeError(f"expected three sizes of at least 8, like 32,40,48; got {text!r}")
+    return shape
+
+
 def _add_authoring_commands(commands) -> None:
     check = commands.add_parser(
         "check", help="put a method, dataset kind, dataset or plugin through the contract")
@@ -429,6 +440,9 @@ def _add_authoring_commands(commands) -> None:
     check.add_argument("--max-subjects", type=int, help="load at most this many subjects")
     check.add_argument("--time-limit", type=float, default=120.0,
                        help="seconds one registration of the check may take")
+    check.add_argument("--shape", type=_shape, metavar="D,H,W",
+                       help="the method check's image grid, for a method that needs larger "
+                            "images (default 20,24,28; 32,40,48 for a learning method)")
     check.set_defaults(handler=cmd_check)
 
     new = commands.add_parser("new-plugin", help="scaffold an installable plugin package")

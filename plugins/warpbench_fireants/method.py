@@ -61,7 +61,8 @@ class _FireantsMethod(Method):
             # FireANTs sizes every pyramid level at least min_size per axis, which on a smaller
             # image mismatches its own full-resolution level.
             raise ValueError(f"method {self.name!r}: fireants needs at least "
-                             f"{fireants.min_size} voxels per axis, got {tuple(fixed.shape)}")
+                             f"{fireants.min_size} voxels per axis, got {tuple(fixed.shape)} "
+                             f"(`warpbench check` takes --shape 32,40,48)")
 
         def batch(volume):
             array = np.ascontiguousarray(as_numpy(volume), dtype=np.float32)
