@@ -1,5 +1,7 @@
 """The study's comparisons on scores whose outcome is known by construction."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,16 +11,17 @@ from warpbench import study
 PAIRS = 12
 
 
-def frames(runs: dict[str, tuple], scores: dict[str, np.ndarray]):
-    """A leaderboard and pair-score frames as the store returns them: ``runs`` maps a run id to
-    (method, preset, family, supervision, dataset, train_dataset)."""
+def frames(runs: dict[str, tuple], scores: dict[str, np.ndarray], params: dict[str, dict]):
+    """The leaderboard, pair-score and run frames as the store returns them: ``runs`` maps a run
+    id to (method, preset, family, supervision, dataset, train_dataset)."""
     board = pd.DataFrame(
         [dict(zip(["method", "preset", "family", "supervision", "dataset", "train_dataset"], v),
               run_id=k) for k, v in runs.items()])
     pairs = pd.DataFrame([
         {"run_id": run_id, "fixed": f"f{i}", "moving": f"m{i}", "status": "ok", "mean_dice": dice}
         for run_id, values in scores.items() for i, dice in enumerate(values)])
-    return board, pairs
+    settings = pd.DataFrame([{"run_id": k, "params": json.dumps(params.get(k, {}))} for k in runs])
+    return board, pairs, settings
 
 
 @pytest.fixture
@@ -31,6 +34,7 @@ def store_frames():
         "vxm-b": ("voxelmorph", "default", "learning", "none", "a", "b"),  # worse still: shifted
         "sup-a": ("voxelmorph", "labels", "learning", "labels", "a", "a"),  # clearly better
         "tie-a": ("lkunet", "default", "learning", "none", "a", "a"),  # the same up to noise
+        "long-a": ("voxelmorph", "default-long", "learning", "none", "a", "a"),  # 4x steps
     }
     scores = {
         "syn": classical,
@@ -39,14 +43,19 @@ def store_frames():
         "sup-a": classical + 0.05 + 0.01 * rng.standard_normal(PAIRS),
         "tie-a": classical + 0.001 * np.where(np.arange(PAIRS) % 2, 1, -1),
     }
-    return frames(runs, scores)
+    scores["long-a"] = scores["vxm-a"] + 0.05 + 0.01 * rng.standard_normal(PAIRS)
+    network = {"steps": 300, "supervision": "none", "learning_rate": 1e-3}
+    params = {"vxm-a": network, "vxm-b": network, "long-a": {**network, "steps": 1200},
+              "sup-a": {**network, "supervision": "labels"}, "tie-a": network}
+    return frames(runs, scores, params)
 
 
 def test_in_domain_margins_say_which_side_wins_on_the_same_pairs(store_frames):
     scores = study.pair_scores(*store_frames)
     unsupervised = study.in_domain_margins(scores, "none").set_index("config")
     # Only in-domain networks: the one trained on b is not part of this comparison.
-    assert list(unsupervised.index) == ["lkunet:default", "voxelmorph:default"]
+    assert list(unsupervised.index) == ["lkunet:default", "voxelmorph:default",
+                                        "voxelmorph:default-long"]
     assert unsupervised.loc["voxelmorph:default", "verdict"] == "classical better"
     assert unsupervised.loc["voxelmorph:default", "difference"] == pytest.approx(-0.20, abs=0.01)
     assert unsupervised.loc["lkunet:default", "verdict"] == "no significant difference"
@@ -72,11 +81,22 @@ def test_the_shift_change_is_the_networks_own_drop(store_frames):
 
 
 def test_failed_pairs_are_left_out_of_every_comparison(store_frames):
-    board, pairs = store_frames
+    board, pairs, _ = store_frames
     pairs.loc[(pairs["run_id"] == "vxm-a") & (pairs["fixed"] == "f0"), ["status", "mean_dice"]] = \
         ["failed", np.nan]
     table = study.in_domain_margins(study.pair_scores(board, pairs), "none").set_index("config")
     assert table.loc["voxelmorph:default", "pairs"] == PAIRS - 1
+
+
+def test_more_training_is_compared_only_between_configurations_that_differ_in_budget(
+        store_frames):
+    table = study.budget_changes(study.pair_scores(*store_frames))
+    # labels-supervised and lkunet differ in more than the steps: not compared
+    assert table[["longer", "shorter"]].values.tolist() == [
+        ["voxelmorph:default-long", "voxelmorph:default"]]
+    row = table.iloc[0]
+    assert row["change"] == pytest.approx(0.05, abs=0.01)
+    assert row["verdict"] == "better with more training"
 
 
 def test_the_report_names_a_missing_classical_reference(store_frames):
@@ -84,4 +104,5 @@ def test_the_report_names_a_missing_classical_reference(store_frames):
         study.report(*store_frames, classical="greedy:default")
     text = study.report(*store_frames)
     assert "## Unsupervised DLIR against classical, in domain" in text
-    assert "2 comparisons: " in text and "| a | voxelmorph:default | 12 |" in text
+    assert "3 comparisons: " in text and "| a | voxelmorph:default | 12 |" in text
+    assert "## More training steps, in domain" in text

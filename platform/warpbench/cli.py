@@ -209,7 +209,8 @@ def cmd_study(args) -> int:
 
     store = Store(args.db)
     try:
-        print(study.report(store.leaderboard(), store.pair_scores(), args.classical, args.alpha), end="")
+        print(study.report(store.leaderboard(), store.pair_scores(), store.runs(),
+                           args.classical, args.alpha), end="")
     except ValueError as exc:
         print(f"error: {args.db}: {exc}", file=sys.stderr)
         return 2
@@ -534,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser(
         "study", help="the study's comparisons (classical vs unsupervised and label-supervised "
-                      "DLIR in domain, and under domain shift) with paired tests, as Markdown")
+                      "DLIR in domain, under domain shift, and more training) with paired "
+                      "tests, as Markdown")
     study.add_argument("--db", default=DEFAULT_DB)
     study.add_argument("--classical", default="syn:default", metavar="METHOD:PRESET",
                        help="the classical configuration every network is compared with")

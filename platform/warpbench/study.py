@@ -6,7 +6,9 @@ whatever a store holds, so that a ``paper`` suite run, on any machine, is report
 
 1. unsupervised DLIR against classical optimisation, in domain;
 2. label-supervised DLIR against classical optimisation, in domain;
-3. how the DLIR-minus-classical margin changes under domain shift.
+3. how the DLIR-minus-classical margin changes under domain shift;
+4. whether a bigger training budget helps (the same method and training settings but for the
+   number of steps, in domain).
 
 The classical side is one configuration named in advance (``syn:default`` unless told
 otherwise), not the best one on the test set, which would bias every test in its favour. Each
@@ -20,6 +22,8 @@ per pair, the mean over the networks trained on other datasets minus the in-doma
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from warpbench import stats
@@ -30,13 +34,23 @@ COLUMNS = ["dataset", "config", "pairs", "classical", "dlir", "difference", "p",
            "verdict"]
 SHIFT_COLUMNS = ["dataset", "config", "trained_on", "pairs", "in_domain", "shifted", "change",
                  "p", "p_holm", "verdict"]
+BUDGET_COLUMNS = ["dataset", "longer", "shorter", "pairs", "dice_shorter", "dice_longer", "change",
+                  "p", "p_holm", "verdict"]
+#: The training settings that are the budget; configurations equal in every other setting are
+#: the same method trained longer or shorter.
+BUDGET_KEYS = ("steps", "minutes")
 
 
-def pair_scores(board: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+def pair_scores(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
     """Every scored pair of the store's current runs with its configuration: ``config``
-    (method:preset), family, supervision, test ``dataset`` and ``train_dataset``."""
+    (method:preset), method, family, supervision, test ``dataset`` and ``train_dataset``, and
+    with ``params`` (``Store.runs()``'s run_id and params) the run's ``params`` as a dict."""
     runs = board.assign(config=board["method"] + ":" + board["preset"])[
-        ["run_id", "config", "family", "supervision", "dataset", "train_dataset"]]
+        ["run_id", "config", "method", "family", "supervision", "dataset", "train_dataset"]]
+    if params is not None:
+        runs = runs.merge(params[["run_id", "params"]], on="run_id", how="left")
+        runs["params"] = runs["params"].map(lambda text: json.loads(text) if text else {})
     ok = pairs[pairs["status"] == "ok"][["run_id", "fixed", "moving", "mean_dice"]]
     return ok.merge(runs, on="run_id")
 
@@ -97,6 +111,31 @@ def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
 
 
+def budget_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per test dataset and in-domain network: each configuration against one of the same
+    method whose training settings differ only in the budget (``BUDGET_KEYS``) and which trained
+    fewer steps; the per-pair change (more steps minus fewer). Needs ``pair_scores(..., params)``."""
+    learned = scores[(scores["family"] == "learning")
+                     & (scores["train_dataset"] == scores["dataset"])]
+    rows = []
+    for (dataset, _method), group in learned.groupby(["dataset", "method"], sort=True):
+        configs = group.drop_duplicates("config").set_index("config")["params"]
+        for longer, shorter in ((a, b) for a in configs.index for b in configs.index):
+            long_params, short_params = configs[longer], configs[shorter]
+            same_otherwise = ({k: v for k, v in long_params.items() if k not in BUDGET_KEYS}
+                              == {k: v for k, v in short_params.items() if k not in BUDGET_KEYS})
+            if not same_otherwise or long_params.get("steps", 0) <= short_params.get("steps", 0):
+                continue
+            both = group[group["config"] == longer].merge(
+                group[group["config"] == shorter], on=["fixed", "moving"], suffixes=("", "_short"))
+            test = stats.paired_tests(both["mean_dice"], both["mean_dice_short"])
+            rows.append({"dataset": dataset, "longer": longer, "shorter": shorter,
+                         "pairs": test.n, "dice_shorter": test.mean_b, "dice_longer": test.mean_a,
+                         "change": test.mean_difference, "p": test.wilcoxon_p})
+    _adjust(rows, alpha, "better with more training", "worse with more training", "change")
+    return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
+
+
 def _tally(table: pd.DataFrame) -> str:
     counts = table["verdict"].value_counts()
     return ", ".join(f"{verdict} in {count}" for verdict, count in counts.items())
@@ -116,10 +155,11 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *lines])
 
 
-def report(board: pd.DataFrame, pairs: pd.DataFrame, classical: str = CLASSICAL,
-           alpha: float = ALPHA) -> str:
-    """The three comparisons as Markdown: a tally and a table each."""
-    scores = pair_scores(board, pairs)
+def report(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame,
+           classical: str = CLASSICAL, alpha: float = ALPHA) -> str:
+    """The four comparisons as Markdown, a tally and a table each, from ``Store.leaderboard()``,
+    ``Store.pair_scores()`` and ``Store.runs()``."""
+    scores = pair_scores(board, pairs, params)
     if not (scores["config"] == classical).any():
         known = ", ".join(sorted(scores.loc[scores["family"] == "classical", "config"].unique()))
         raise ValueError(f"the store has no scored pairs of {classical!r} to compare against "
@@ -129,6 +169,7 @@ def report(board: pd.DataFrame, pairs: pd.DataFrame, classical: str = CLASSICAL,
         ("Unsupervised DLIR against classical, in domain", in_domain_margins(scores, "none", classical, alpha)),
         ("Label-supervised DLIR against classical, in domain", in_domain_margins(scores, "labels", classical, alpha)),
         ("The DLIR margin under domain shift", shift_changes(scores, alpha)),
+        ("More training steps, in domain", budget_changes(scores, alpha)),
     ):
         if table.empty:
             sections.append(f"## {title}\n\nNo runs in the store allow this comparison.")
@@ -136,6 +177,7 @@ def report(board: pd.DataFrame, pairs: pd.DataFrame, classical: str = CLASSICAL,
         sections.append(f"## {title}\n\n{len(table)} comparisons: {_tally(table)} "
                         f"(Wilcoxon, Holm-adjusted, alpha {alpha:g}).\n\n{_markdown(table)}")
     intro = (f"Classical reference: {classical}. Differences are in mean Dice per pair, DLIR "
-             "minus classical (or shifted minus in-domain); p is the two-sided Wilcoxon "
-             "signed-rank test on the same pairs, p_holm its Holm adjustment within the table.")
+             "minus classical (or shifted minus in-domain, or more steps minus fewer); p is the "
+             "two-sided Wilcoxon signed-rank test on the same pairs, p_holm its Holm adjustment "
+             "within the table.")
     return "\n\n".join([intro, *sections]) + "\n"
