@@ -17,8 +17,8 @@ shared machine, ratios within one sitting much less so. A method whose plugin is
 whose package cannot be imported here, is reported and skipped; the peers need ``make peers`` and
 this script run with ``.venv-peers/bin/python``.
 
-The full run takes hours on 2 CPU cores (ANTs SyN alone needs minutes per hippocampus pair and
-far more per full-size brain), so every finished pair is appended to results/benchmarks/
+The full run takes hours on 2 CPU cores (ANTs SyN alone took a minute per hippocampus pair, six
+per half-size brain, and about eight times that per full-size one), so every finished pair is appended to results/benchmarks/
 classical.jsonl with the machine's load when it ran, and a re-run takes it from there instead of
 registering again: a run interrupted, or spread over several sittings, loses nothing. The table
 says how many pairs came from that cache; ``--fresh`` measures everything again.
@@ -228,7 +228,8 @@ def summarise(results, loads: list[float], cached: int = 0) -> dict[str, float]:
         values = [getattr(r, field) for r in ok if getattr(r, field) is not None]
         return float(np.mean(values)) if values else float("nan")
 
-    return {"ok": len(ok), "n": len(results), "cached": cached, "load": float(np.mean(loads)) if loads else float("nan"),
+    return {"ok": len(ok), "n": len(results), "cached": cached,
+            "load": float(np.mean(loads)) if loads else float("nan"),
             "dice": mean("mean_dice"), "hd95": mean("mean_hd95"),
             "folding": mean("folding_percent"), "sdlogj": mean("sdlogj"),
             "seconds": mean("seconds"), "memory": mean("peak_memory_mb")}
