@@ -1,4 +1,4 @@
-"""The study's three comparisons, read off a store, each with its paired test.
+"""The study's comparisons, read off a store, each with its paired test.
 
 "Deep Learning in Medical Image Registration: Magic or Mirage?" (NeurIPS 2024) states its
 findings as margins between kinds of method on the same pairs. This module computes them for
