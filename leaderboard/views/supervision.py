@@ -52,9 +52,8 @@ def render(db_path: str) -> None:
         "classical), two-sided Wilcoxon p and its Holm adjustment within each table "
         "(`warpbench study` prints the same). The reference is chosen, not the best on the test "
         "set, so that choosing it does not bias the test.")
-    board = loaders.read_or_explain(db_path, loaders.load_leaderboard)
     pairs = loaders.read_or_explain(db_path, loaders.load_pair_scores)
-    if board is None or pairs is None:
+    if pairs is None:
         return
     classical = sorted(grouped.loc[grouped["family"] == "classical", "config"].unique())
     if not classical:
@@ -63,7 +62,7 @@ def render(db_path: str) -> None:
     reference = st.selectbox(
         "Classical reference", classical, key="supervision_reference",
         index=classical.index(study.CLASSICAL) if study.CLASSICAL in classical else 0)
-    scores = study.pair_scores(board, pairs)
+    scores = study.pair_scores(summary, pairs)  # the summary is the leaderboard, plus CIs
     for supervision, title in (("none", "Unsupervised DLIR"), ("labels", "Label-supervised DLIR")):
         table = study.in_domain_margins(scores, supervision, reference)
         st.subheader(f"{title} against {reference}, in domain")
