@@ -136,3 +136,44 @@ def test_check_file_accepts_a_store_and_rejects_others(stores, tmp_path):
     stores[0].check_file()
     with pytest.raises(StoreFileError, match="no such file"):
         Store(tmp_path / "x.duckdb").check_file()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_an_export_folder_merges_back_into_the_same_store(stores, tmp_path, fmt, capsys):
+    """Results kept as exported files (in a repository, say) rebuild the store they came from."""
+    _, b, r1, r2 = stores
+    folder = tmp_path / "tables"
+    b.export_tables(folder, fmt)
+    out = tmp_path / "rebuilt.duckdb"
+    assert main(["merge", str(folder), "-o", str(out)]) == 0
+    assert "added 2 runs, 5 pairs, 10 labels, 1 datasets" in capsys.readouterr().out
+    for name in ("runs", "pairs", "labels", "datasets"):
+        original, rebuilt = table(b.path, name), table(out, name)
+        assert list(rebuilt.columns) == list(original.columns)
+        assert list(rebuilt.dtypes) == list(original.dtypes), name  # CSV typed by the schema
+        keys = list(Store._ROW_KEYS[name])
+        pd.testing.assert_frame_equal(rebuilt.sort_values(keys).reset_index(drop=True),
+                                      original.sort_values(keys).reset_index(drop=True))
+    assert Store(out).leaderboard()[["method", "dice"]].equals(b.leaderboard()[["method", "dice"]])
+    assert str(folder.resolve()) in set(table(out, "run_sources")["source"])
+    assert main(["merge", str(folder), "-o", str(out)]) == 0  # twice adds nothing
+    assert "added 0 runs, 0 pairs, 0 labels, 0 datasets" in capsys.readouterr().out
+
+
+def test_a_folder_that_is_not_an_export_is_named(stores, tmp_path, capsys):
+    out = tmp_path / "all.duckdb"
+    folder = tmp_path / "tables"
+    stores[1].export_tables(folder, "parquet")
+    (folder / "pairs.parquet").unlink()
+    assert main(["merge", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder}: not an exported warpbench store (no pairs.parquet or .csv)" in err
+    stores[1].export_tables(folder, "parquet")
+    (folder / "runs.csv").write_text("run_id,started_at\nr9,not a time\n")
+    assert main(["merge", str(folder), "-o", str(out)]) == 2
+    assert "runs.csv and runs.parquet both hold table runs" in capsys.readouterr().err
+    (folder / "runs.parquet").unlink()
+    assert main(["merge", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / 'runs.csv'}: cannot be read as table runs" in err and "Traceback" not in err
+    assert not out.exists()

@@ -247,6 +247,21 @@ def test_merge_and_export_carry_trainings_and_curves(setup, tmp_path):
     assert {"trainings.csv", "training_curves.csv"} <= written
 
 
+def test_a_run_resumes_on_another_machine_from_its_exported_tables(setup, tmp_path):
+    """A long suite spread over machines that keep no files: its exported tables, merged into a
+    new store, leave nothing to train or score again."""
+    registry, config, store, learner = setup
+    run(registry, config, store, ["toy-learner", "toy-shift"], ["toy-a", "toy-b"])
+    trained = list(learner.trained)
+    store.export_tables(tmp_path / "kept", "parquet")
+    elsewhere = Store(tmp_path / "elsewhere" / "wb.duckdb")  # no checkpoints beside it
+    elsewhere.merge_from([tmp_path / "kept"])
+    summary = run(registry, config, elsewhere, ["toy-learner", "toy-shift"], ["toy-a", "toy-b"])
+    assert learner.trained == trained and summary.trainings_done == 0
+    assert summary.runs_done == 0 and summary.runs_up_to_date == len(elsewhere.runs()) == 6
+    assert elsewhere.leaderboard()["dice"].tolist() == store.leaderboard()["dice"].tolist()
+
+
 def _runs_page(app_dir: str) -> None:
     """What AppTest runs: the app with the Runs page at the root URL."""
     import sys

@@ -468,7 +468,8 @@ def _add_authoring_commands(commands) -> None:
     ci.set_defaults(handler=cmd_ci)
 
     merge = commands.add_parser("merge", help="combine stores without duplicated rows")
-    merge.add_argument("stores", nargs="+", metavar="STORE.duckdb")
+    merge.add_argument("stores", nargs="+", metavar="STORE",
+                       help="a store (.duckdb), or a folder of tables that `warpbench export` wrote")
     merge.add_argument("-o", "--output", required=True, metavar="ALL.duckdb",
                        help="the merged store (created, or added to when it exists)")
     merge.set_defaults(handler=cmd_merge)

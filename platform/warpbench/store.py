@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -566,25 +567,38 @@ class Store:
         return written
 
     def merge_from(self, sources) -> dict[str, int]:
-        """Add to this store every row of the ``sources`` (paths of other stores) that it lacks,
-        and return how many rows each table gained. Rows are the same when their keys
-        (``_ROW_KEYS``) match, so merging a file twice, or two files holding one run, adds each
-        row once; a run found in several files keeps the row of its latest end (its most advanced
-        state). Every run's provenance columns are kept as they were; ``run_sources`` also records
-        which file each run was merged from (and keeps the sources' own records)."""
+        """Add to this store every row of the ``sources`` that it lacks, and return how many rows
+        each table gained. A source is another store, or a folder of tables that
+        :meth:`export_tables` wrote (so results kept as files in a repository resume a run on a
+        machine that never had its store). Rows are the same when their keys (``_ROW_KEYS``)
+        match, so merging a file twice, or two files holding one run, adds each row once; a run
+        found in several files keeps the row of its latest end (its most advanced state). Every
+        run's provenance columns are kept as they were; ``run_sources`` also records which file
+        each run was merged from (and keeps the sources' own records)."""
         sources = [Path(s) for s in sources]
         for source in sources:
-            Store(source).check_file()
+            if source.is_dir():
+                _exported_tables(source)
+            else:
+                Store(source).check_file()
         if self.path.exists():
             self.check_file()
-        self.initialise()
+        with tempfile.TemporaryDirectory(prefix="warpbench-merge-") as scratch:
+            # Every folder is read before the output is touched: a bad file leaves no output.
+            files = [_store_from_export(s, Path(scratch) / f"{i}.duckdb") if s.is_dir() else s
+                     for i, s in enumerate(sources)]
+            self.initialise()
+            return self._merge_files(list(zip(sources, files)))
+
+    def _merge_files(self, sources: list[tuple[Path, Path]]) -> dict[str, int]:
+        """Merge each (name to record, store file) of ``sources``, one transaction each."""
         # Counts in the order they were always reported (scripts may read it), training last.
         added = dict.fromkeys([*self._REQUIRED_TABLES, "run_sources", *self._TRAINING_TABLES], 0)
         with self._connect(read_only=False) as con:
             con.execute(self._RUN_SOURCES_SCHEMA)
-            for index, source in enumerate(sources):
+            for index, (source, file) in enumerate(sources):
                 alias = f"merge_source_{index}"
-                con.execute(f"ATTACH {_sql_string(source.resolve())} AS {alias} (READ_ONLY)")
+                con.execute(f"ATTACH {_sql_string(file.resolve())} AS {alias} (READ_ONLY)")
                 try:
                     con.execute("BEGIN TRANSACTION")
                     try:
@@ -634,6 +648,42 @@ class Store:
 
 class StoreFileError(ValueError):
     """A path given as a store that is missing, not a DuckDB file, or not a warpbench store."""
+
+
+_EXPORT_READERS = {".parquet": "read_parquet({})", ".csv": "read_csv({}, header = true)"}
+
+
+def _exported_tables(folder: Path) -> dict[str, Path]:
+    """The table files of an export folder by table name; :class:`StoreFileError` naming the
+    folder when a required table is missing or a table comes in two formats."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix in _EXPORT_READERS and path.stem in (*Store.RESULT_TABLES, "run_sources"):
+            if path.stem in found:
+                raise StoreFileError(f"{folder}: {found[path.stem].name} and {path.name} both hold "
+                                     f"table {path.stem}; keep one")
+            found[path.stem] = path
+    missing = [t for t in Store._REQUIRED_TABLES if t not in found]
+    if missing:
+        raise StoreFileError(f"{folder}: not an exported warpbench store (no "
+                             f"{', '.join(t + '.parquet' for t in missing)} or .csv)")
+    return found
+
+
+def _store_from_export(folder: Path, path: Path) -> Path:
+    """Load an export folder's tables into a new store at ``path``; the schema's types decide
+    each column's, so a CSV export comes back as the Parquet one does."""
+    store = Store(path)
+    store.initialise()
+    with store._connect(read_only=False) as con:
+        con.execute(Store._RUN_SOURCES_SCHEMA)
+        for table, file in _exported_tables(folder).items():
+            reader = _EXPORT_READERS[file.suffix].format(_sql_string(file))
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {reader}")
+            except duckdb.Error as exc:
+                raise StoreFileError(f"{file}: cannot be read as table {table}: {exc}") from None
+    return path
 
 
 def _sql_string(value) -> str:
