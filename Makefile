@@ -8,7 +8,7 @@ SERVE ?= 1
 DB ?= results/warpbench.duckdb
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean peers
+.PHONY: demo test install clean peers paper
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ demo: $(VENV)/.installed
 ifeq ($(SERVE),1)
 	$(BIN)/streamlit run leaderboard/app.py -- --db $(DB)
 endif
+
+# The `paper` suite takes longer than one sitting on 2 CPU cores, and a fresh machine has no
+# results/: its tables are kept in git under $(PAPER_TABLES), merged into the store before the run
+# and exported back after it (also when it is interrupted), so each sitting resumes the last.
+PAPER_TABLES ?= benchmarks/measured/paper
+PAPER_DB ?= results/paper/wb.duckdb
+paper: $(VENV)/.installed
+	if [ -d $(PAPER_TABLES) ]; then $(BIN)/warpbench merge $(PAPER_TABLES) -o $(PAPER_DB); fi
+	$(BIN)/warpbench run --suite paper --db $(PAPER_DB); status=$$?; \
+		$(BIN)/warpbench export --db $(PAPER_DB) --out $(PAPER_TABLES) >/dev/null; exit $$status
+	$(BIN)/warpbench study --db $(PAPER_DB)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

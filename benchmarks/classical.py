@@ -18,10 +18,11 @@ whose package cannot be imported here, is reported and skipped; the peers need `
 this script run with ``.venv-peers/bin/python``.
 
 The full run takes hours on 2 CPU cores (ANTs SyN alone took a minute per hippocampus pair, six
-per half-size brain, and about eight times that per full-size one), so every finished pair is appended to results/benchmarks/
-classical.jsonl with the machine's load when it ran, and a re-run takes it from there instead of
-registering again: a run interrupted, or spread over several sittings, loses nothing. The table
-says how many pairs came from that cache; ``--fresh`` measures everything again.
+per half-size brain, and about eight times that per full-size one), so every finished pair is
+appended to benchmarks/measured/classical.jsonl with the machine's load when it ran, and a re-run
+takes it from there instead of registering again: a run interrupted, or spread over sittings on
+machines that keep no files (the file is tracked by git), loses nothing. The table says how many
+pairs came from that file; ``--fresh`` measures everything again.
 
     .venv-peers/bin/python benchmarks/classical.py [--quick] [--parts hippocampus,brain-half]
         [--pairs 20] [--brain-pairs 3] [--synthetic-pairs 3] [--methods ants-syn:default,...]
@@ -61,7 +62,7 @@ from warpbench.spatial import compose, warp_image, warp_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO / ".." / "shared" / "data" / "brain"
-CACHE = REPO / "results" / "benchmarks" / "classical.jsonl"
+CACHE = REPO / "benchmarks" / "measured" / "classical.jsonl"
 METHODS = ("greedy:default", "greedy:literature", "syn:default", "syn:literature",
            "ants-syn:default", "ants-syn:literature", "fireants-greedy:default",
            "fireants-syn:default")
