@@ -1,7 +1,7 @@
 """Executors run a run's pairs and hand back results as they finish; the scheduler writes them.
 
 An executor is anything with ``evaluate(work) -> Iterator[PairResult]``. The in-process one here
-computes pair after pair on one device. A local executor that keeps several GPUs busy, or one that
+computes pair after pair on one device, several at once for a method that batches on a GPU. A local executor that keeps several GPUs busy, or one that
 hands pairs to a distributed engine, implements the same method with workers that rebuild the
 method and dataset from their names (``RunWork`` carries them) and yield results as they arrive;
 the scheduler, the only writer of the store, does not change.
@@ -9,6 +9,7 @@ the scheduler, the only writer of the store, does not change.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from warpbench.datasets import Dataset, Pair, Subject
 from warpbench.hookspecs import hookimpl
 from warpbench.methods import Method
-from warpbench.runner import PairResult, evaluate_pair
+from warpbench.runner import PairResult, evaluate_batch, evaluate_pair
 
 
 @dataclass
@@ -70,6 +71,10 @@ class InProcessExecutor:
         return subject
 
     def evaluate(self, work: RunWork) -> Iterator[PairResult]:
+        """Each pair's result, in order; pairs go in batches where the method takes several at
+        once on this device (:meth:`Method.max_batch`, a GPU's memory permitting)."""
+        batch: list[tuple[Subject, Subject]] = []
+        size = None
         for pair in work.pairs:
             try:
                 fixed = self._subject(work.dataset, pair.fixed)
@@ -79,10 +84,34 @@ class InProcessExecutor:
                                  error=f"loading failed: {type(exc).__name__}: {exc}",
                                  device=str(self.device))
                 continue
-            yield evaluate_pair(
-                work.method, work.params, work.dataset, fixed, moving,
-                self.device, work.time_limit, work.seed, weights=work.weights,
-            )
+            if size is None:
+                size = self._batch_size(work, fixed.image.shape)
+            if size == 1:
+                yield evaluate_pair(
+                    work.method, work.params, work.dataset, fixed, moving,
+                    self.device, work.time_limit, work.seed, weights=work.weights,
+                )
+                continue
+            batch.append((fixed, moving))
+            if len(batch) == size:
+                yield from evaluate_batch(work.method, work.params, work.dataset, batch,
+                                          self.device, work.time_limit, work.seed)
+                batch = []
+        if batch:
+            yield from evaluate_batch(work.method, work.params, work.dataset, batch,
+                                      self.device, work.time_limit, work.seed)
+
+    def _batch_size(self, work: RunWork, shape) -> int:
+        """How many pairs to register at once: 1 for methods that look pairs up or need weights,
+        and where the method's ``max_batch`` raises (reported, once per run)."""
+        if work.weights is not None or work.method.wants_pair:
+            return 1
+        try:
+            return max(1, int(work.method.max_batch(tuple(shape), dict(work.params), self.device)))
+        except Exception as exc:
+            warnings.warn(f"method {work.method.name!r}: max_batch raised {type(exc).__name__}: "
+                          f"{exc}; registering its pairs one by one", stacklevel=2)
+            return 1
 
 
 @hookimpl

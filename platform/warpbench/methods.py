@@ -51,6 +51,17 @@ class Method:
         ``fixed(x)``. ``params`` is one preset's dict; ``device`` is where to compute."""
         raise NotImplementedError
 
+    def register_batch(self, pairs, params: dict[str, Any], device: torch.device) -> list:
+        """Register several ``(fixed, moving)`` pairs of one grid at once and return their fields
+        in order. Called only with up to :meth:`max_batch` pairs; by default one after another.
+        A method that fills a GPU better with a batch overrides both."""
+        return [self.register(fixed, moving, params, device) for fixed, moving in pairs]
+
+    def max_batch(self, shape: tuple[int, int, int], params: dict[str, Any], device: torch.device) -> int:
+        """How many pairs of grid ``shape`` :meth:`register_batch` takes at once on ``device``
+        (1: no batching)."""
+        return 1
+
     def availability(self) -> tuple[bool, str]:
         """Whether the method can run here, and if not why (shown to the user): a wrapper of an
         optional package says so when the package is missing, and every run then sets the

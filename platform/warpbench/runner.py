@@ -107,11 +107,7 @@ def evaluate_pair(
     ``weights``."""
     result = PairResult(fixed.id, moving.id, status="failed", device=str(device))
     try:
-        if fixed.image.shape != moving.image.shape:
-            raise ValueError(
-                f"dataset {dataset.name!r}: {fixed.id} has shape {fixed.image.shape} but "
-                f"{moving.id} has {moving.image.shape}; a dataset must bring subjects to one grid"
-            )
+        _check_grid(dataset, fixed, moving)
         torch.manual_seed(seed)
         extra = {"pair": PairIds(dataset.name, fixed.id, moving.id)} if method.wants_pair else {}
         if weights is not None:
@@ -121,20 +117,76 @@ def evaluate_pair(
             time_limit,
             device,
         )
+    except Exception as exc:
+        result.error = _failure(exc)
+        return result
+    return _score(result, disp, dataset, fixed, moving, keep_field)
+
+
+def evaluate_batch(
+    method: Method,
+    params: dict[str, Any],
+    dataset: Dataset,
+    pairs: list[tuple[Subject, Subject]],
+    device: torch.device,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> list[PairResult]:
+    """Register the (fixed, moving) ``pairs`` in one call of ``method.register_batch`` and score
+    each. The batch's time and peak memory are shared equally among its pairs, and its time limit
+    is ``time_limit`` per pair. Should the batch as a whole fail (an exception, running out of
+    memory, a time-out), every pair is registered again alone, so that a failure is recorded
+    against the pair that causes it; a single invalid field fails only its own pair."""
+    try:
+        for fixed, moving in pairs:
+            _check_grid(dataset, fixed, moving)
+        torch.manual_seed(seed)
+        limit = None if time_limit is None else time_limit * len(pairs)
+        fields, seconds, peak_mb = _run_with_limit(
+            lambda: method.register_batch([(f.image, m.image) for f, m in pairs], dict(params), device),
+            limit,
+            device,
+        )
+        if len(fields) != len(pairs):
+            raise InvalidField(f"register_batch returned {len(fields)} fields for {len(pairs)} pairs")
+    except Exception:
+        return [evaluate_pair(method, params, dataset, f, m, device, time_limit, seed) for f, m in pairs]
+    results = []
+    for (fixed, moving), disp in zip(pairs, fields):
+        result = PairResult(fixed.id, moving.id, status="failed", device=str(device),
+                            seconds=seconds / len(pairs), peak_memory_mb=peak_mb / len(pairs))
+        results.append(_score(result, disp, dataset, fixed, moving, keep_field=False))
+    return results
+
+
+def _check_grid(dataset: Dataset, fixed: Subject, moving: Subject) -> None:
+    if fixed.image.shape != moving.image.shape:
+        raise ValueError(
+            f"dataset {dataset.name!r}: {fixed.id} has shape {fixed.image.shape} but "
+            f"{moving.id} has {moving.image.shape}; a dataset must bring subjects to one grid"
+        )
+
+
+def _failure(exc: Exception) -> str:
+    """The error a failed pair is stored with."""
+    if isinstance(exc, InvalidField):
+        return f"invalid field: {exc}"
+    if isinstance(exc, PairTimeout):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of memory: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _score(result: PairResult, disp, dataset: Dataset, fixed: Subject, moving: Subject,
+           keep_field: bool) -> PairResult:
+    """Validate the method's field and fill ``result`` with the pair's scores (or the reason the
+    field is invalid)."""
+    try:
         disp = validate_displacement(disp, fixed.image.shape)
     except InvalidField as exc:
-        result.error = f"invalid field: {exc}"
+        result.error = _failure(exc)
         return result
-    except PairTimeout as exc:
-        result.error = str(exc)
-        return result
-    except torch.OutOfMemoryError as exc:
-        result.error = f"out of memory: {exc}"
-        return result
-    except Exception as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        return result
-
     labels = sorted(dataset.labels)
     moved_labels = warp_labels(moving.labels, disp)
     scores = metrics.score_pair(fixed.labels, moved_labels, labels, disp, fixed.spacing)

@@ -51,10 +51,11 @@ def fit_affine(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, An
             optimiser.zero_grad(set_to_none=True)
             with torch.enable_grad():  # callers may hold no_grad, e.g. greedy's initialisation
                 disp = affine_displacement(identity + offset, fixed_s.shape[2:])
-                loss = loss_fn(warp_tensor(moving_s, disp))
+                (loss,) = loss_fn(warp_tensor(moving_s, disp))  # the one pair's
                 loss.backward()
             optimiser.step()
-            if convergence.converged(iteration, loss.detach()):
+            converged = convergence.converged(iteration, loss)
+            if converged is not None and converged.all():
                 break
     return (identity + offset).detach()
 

@@ -18,13 +18,13 @@ from warpbench.spatial import compose, warp_tensor
 from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.diffeomorphisms import exponentiate
 from warpbench_classical.filters import gaussian_blur, spatial_gradient
-from warpbench_classical.losses import to_unit_range
+from warpbench_classical.losses import per_pair_mean, to_unit_range
 from warpbench_classical.pyramid import (
     coarse_to_fine,
     initial_moving_displacement,
     level_settings,
 )
-from warpbench_classical.schedule import Convergence
+from warpbench_classical.schedule import ActivePairs, Convergence
 
 # Settings that may take one value per scale.
 PER_SCALE = ("iterations", "fluid_sigma", "diffusion_sigma")
@@ -33,7 +33,7 @@ FORCE_EPS = 1e-9
 
 
 def demons_force(fixed, moved, fixed_gradient, max_step: float) -> torch.Tensor:
-    """The demons correction (1, 3, d, h, w): ``diff * J / (|J|^2 + diff^2 / max_step^2)`` with
+    """The demons correction (N, 3, d, h, w): ``diff * J / (|J|^2 + diff^2 / max_step^2)`` with
     ``diff = fixed - moved`` and ``J`` the symmetric gradient. The second term of the denominator
     bounds its length by ``max_step / 2`` voxels where the gradient is weak."""
     difference = fixed - moved
@@ -43,22 +43,24 @@ def demons_force(fixed, moved, fixed_gradient, max_step: float) -> torch.Tensor:
 
 
 def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
-    """Refine ``disp`` (1, 3, d, h, w) on one level of the pyramid and return it."""
+    """Refine ``disp`` (N, 3, d, h, w) on one level of the pyramid and return it."""
     fixed_gradient = spatial_gradient(fixed)
     convergence = Convergence(level["check_every"], level["tolerance"])
+    pairs = ActivePairs(len(disp), disp.device)
     for iteration in range(1, level["iterations"] + 1):
         moved = warp_tensor(moving, disp)
         update = demons_force(fixed, moved, fixed_gradient, level["max_step"])
         update = exponentiate(gaussian_blur(update, level["fluid_sigma"]), level["squarings"])
-        disp = gaussian_blur(compose(disp, update), level["diffusion_sigma"])
-        if convergence.converged(iteration, ((fixed - moved) ** 2).mean()):
+        disp = pairs.update(gaussian_blur(compose(disp, update), level["diffusion_sigma"]), disp)
+        if pairs.stop(convergence.converged(iteration, per_pair_mean((fixed - moved) ** 2))):
             break
     return disp
 
 
 def demons_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
-    """The pull-back voxel displacement (1, 3, D, H, W) aligning ``moving`` to ``fixed``, both
-    (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`DemonsMethod` preset."""
+    """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
+    ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
+    :class:`DemonsMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
     disp = initial_moving_displacement(fixed, moving, settings)
     return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)

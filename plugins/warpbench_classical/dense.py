@@ -6,6 +6,7 @@ it the same way for all three, so the instrumentation-bias axis means the same t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,12 @@ from warpbench_classical.schedule import resolve_params
 #: for a method whose default loss is another).
 LITERATURE = {"iterations": [40, 20, 10], "tolerance": 1e-2}
 FAST = {"iterations": [100, 50, 15], "tolerance": 1e-3}
+#: Pairs batched on a GPU at most, the share of its free memory a batch may take, and a bound on
+#: what one pair holds at once: about 40 float32 tensors of its grid (images, fields, Adam's
+#: moments, the LNCC statistics and the sampler's gradients, for syn's two half-warps), doubled.
+MAX_BATCH = 8
+BATCH_MEMORY_SHARE = 0.5
+BYTES_PER_VOXEL = 2 * 40 * 4
 
 
 def preset_family(default: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -30,16 +37,32 @@ def preset_family(default: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class DenseMethod(Method):
-    """A dense deformable method whose ``optimise(fixed, moving, settings)`` takes and returns
-    tensors of shape (1, C, D, H, W)."""
+    """A dense deformable method whose ``optimise(fixed, moving, settings)`` takes images
+    (N, 1, D, H, W) and returns fields (N, 3, D, H, W), each pair optimised on its own."""
 
     family = "classical"
     optimise: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
 
     def register(self, fixed, moving, params, device):
         """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
+        return self.register_batch([(fixed, moving)], params, device)[0]
+
+    def register_batch(self, pairs, params, device):
+        """Register the pairs as one batch: the same fields as one by one (a pair that converges
+        first is frozen), in one pass of the GPU's kernels instead of several."""
         settings = resolve_params(self.presets["default"], params, self.name)
         with torch.no_grad():
-            fixed_t = as_tensor(fixed, device)[None, None]
-            moving_t = as_tensor(moving, device)[None, None]
-            return self.optimise(fixed_t, moving_t, settings)[0]
+            fixed_t = torch.stack([as_tensor(fixed, device) for fixed, _ in pairs])[:, None]
+            moving_t = torch.stack([as_tensor(moving, device) for _, moving in pairs])[:, None]
+            return list(self.optimise(fixed_t, moving_t, settings))
+
+    def max_batch(self, shape, params, device) -> int:
+        """On CUDA, as many pairs as :data:`BATCH_MEMORY_SHARE` of the free memory holds at
+        :data:`BYTES_PER_VOXEL` per pair, at most :data:`MAX_BATCH`; one elsewhere, where a batch
+        is no faster and a pair's time would no longer be its own."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return 1
+        free, _ = torch.cuda.mem_get_info(device)
+        per_pair = BYTES_PER_VOXEL * math.prod(shape)
+        return max(1, min(MAX_BATCH, int(BATCH_MEMORY_SHARE * free // per_pair)))

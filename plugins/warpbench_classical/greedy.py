@@ -24,33 +24,35 @@ from warpbench_classical.pyramid import (
     initial_moving_displacement,
     level_settings,
 )
-from warpbench_classical.schedule import Convergence
+from warpbench_classical.schedule import ActivePairs, Convergence
 
 # Settings that may take one value per scale.
 PER_SCALE = ("iterations", "lncc_window")
 
 
 def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
-    """Refine ``disp`` (1, 3, d, h, w) on one level of the pyramid and return it."""
+    """Refine ``disp`` (N, 3, d, h, w) on one level of the pyramid and return it."""
     loss_fn = make_loss(level["loss"], fixed, level["lncc_window"])
     adam = FieldAdam(disp)
     convergence = Convergence(level["check_every"], level["tolerance"])
+    pairs = ActivePairs(len(disp), disp.device)
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = moving[0, 0].numel()
     for iteration in range(1, level["iterations"] + 1):
         current = disp.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(warp_tensor(moving, current))
-            (gradient,) = torch.autograd.grad(loss, current)
-        disp = adam.compose_step(disp, gradient.mul_(voxels), level)
-        if convergence.converged(iteration, loss.detach()):
+            (gradient,) = torch.autograd.grad(loss.sum(), current)  # each pair its own
+        disp = pairs.update(adam.compose_step(disp, gradient.mul_(voxels), level), disp)
+        if pairs.stop(convergence.converged(iteration, loss)):
             break
     return disp
 
 
 def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
-    """The pull-back voxel displacement (1, 3, D, H, W) aligning ``moving`` to ``fixed``, both
-    (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`GreedyMethod` preset."""
+    """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
+    ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
+    :class:`GreedyMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
     disp = initial_moving_displacement(fixed, moving, settings)
     return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)

@@ -1,8 +1,9 @@
 """Image dissimilarities minimised by the classical methods; lower is better for all of them.
 
-Each is built once per fixed image (N, 1, D, H, W), precomputing what depends on it alone, and
-returns a function of the moved image that gives a scalar tensor. Syn, whose two images both move,
-builds one per iteration with gradients on, so that they flow into both.
+Each is built once per batch of fixed images (N, 1, D, H, W), precomputing what depends on them
+alone, and returns a function of the moved images that gives one value per pair, shape (N,): pairs
+registered together in one batch stay independent, and each stops on its own loss. Syn, whose two
+images both move, builds one per iteration with gradients on, so that they flow into both.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def lncc_loss(fixed: torch.Tensor, window: int) -> LossFn:
         var_m = mean_mm - mean_m * mean_m
         squared_cc = cross * cross / (var_f * var_m).clamp_min(FLAT_VARIANCE**2)
         textured = textured_f & (var_m > FLAT_VARIANCE)
-        return -torch.where(textured, squared_cc, torch.zeros_like(squared_cc)).mean()
+        return -per_pair_mean(torch.where(textured, squared_cc, torch.zeros_like(squared_cc)))
 
     return loss
 
@@ -56,13 +57,13 @@ def lncc_loss(fixed: torch.Tensor, window: int) -> LossFn:
 def ncc_loss(fixed: torch.Tensor) -> LossFn:
     """Negative global normalised cross-correlation with ``fixed``: one linear intensity relation
     for the whole image, which is enough (and smoother to optimise) for a global affine."""
-    centred_f = fixed - fixed.mean()
-    norm_f = torch.sqrt((centred_f * centred_f).sum())
+    centred_f = fixed - per_pair_mean(fixed).view(-1, 1, 1, 1, 1)
+    norm_f = torch.sqrt(per_pair_sum(centred_f * centred_f))
 
     def loss(moved: torch.Tensor) -> torch.Tensor:
-        centred_m = moved - moved.mean()
-        norm_m = torch.sqrt((centred_m * centred_m).sum())
-        return -(centred_f * centred_m).sum() / (norm_f * norm_m + CORRELATION_EPS)
+        centred_m = moved - per_pair_mean(moved).view(-1, 1, 1, 1, 1)
+        norm_m = torch.sqrt(per_pair_sum(centred_m * centred_m))
+        return -per_pair_sum(centred_f * centred_m) / (norm_f * norm_m + CORRELATION_EPS)
 
     return loss
 
@@ -70,7 +71,7 @@ def ncc_loss(fixed: torch.Tensor) -> LossFn:
 def mse_loss(fixed: torch.Tensor) -> LossFn:
     """Mean squared intensity difference from ``fixed``: right only when both images share one
     intensity scale."""
-    return lambda moved: ((fixed - moved) ** 2).mean()
+    return lambda moved: per_pair_mean((fixed - moved) ** 2)
 
 
 def mi_loss(fixed: torch.Tensor, bins: int) -> LossFn:
@@ -79,33 +80,45 @@ def mi_loss(fixed: torch.Tensor, bins: int) -> LossFn:
     predict the other, not that intensities agree or correlate, so it suits multi-modal pairs.
     Large volumes are read on a regular subset of :data:`MI_MAX_VOXELS` voxels or fewer: the
     histogram needs no more, and the weights cost ``bins`` floats per voxel read."""
-    stride = max(1, -(-fixed.numel() // MI_MAX_VOXELS))
+    stride = max(1, -(-fixed[0].numel() // MI_MAX_VOXELS))
     centres = torch.linspace(0.0, 1.0, bins, device=fixed.device, dtype=fixed.dtype)
     width = PARZEN_WIDTH_IN_BINS / (bins - 1)
 
     def parzen_weights(image: torch.Tensor) -> torch.Tensor:
-        """(voxels, bins): each voxel's share of every bin, summing to 1."""
-        values = image.reshape(-1, 1)[::stride].clamp(0.0, 1.0)
+        """(N, voxels, bins): each voxel's share of every bin, summing to 1."""
+        values = image.reshape(image.shape[0], -1, 1)[:, ::stride].clamp(0.0, 1.0)
         weights = torch.exp(-0.5 * ((values - centres) / width) ** 2)
-        return weights / weights.sum(1, keepdim=True)
+        return weights / weights.sum(2, keepdim=True)
 
     weights_f = parzen_weights(fixed)
-    marginal_f = weights_f.mean(0)
+    marginal_f = weights_f.mean(1)
 
     def loss(moved: torch.Tensor) -> torch.Tensor:
         weights_m = parzen_weights(moved)
-        joint = weights_f.T @ weights_m / weights_m.shape[0]
-        independent = marginal_f[:, None] * weights_m.mean(0)[None, :]
-        return -(joint * torch.log((joint + HISTOGRAM_EPS) / (independent + HISTOGRAM_EPS))).sum()
+        joint = weights_f.transpose(1, 2) @ weights_m / weights_m.shape[1]
+        independent = marginal_f[:, :, None] * weights_m.mean(1)[:, None, :]
+        information = joint * torch.log((joint + HISTOGRAM_EPS) / (independent + HISTOGRAM_EPS))
+        return -information.sum((1, 2))
 
     return loss
 
 
+def per_pair_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of each pair's values (N, ...) -> (N,)."""
+    return values.flatten(1).mean(1)
+
+
+def per_pair_sum(values: torch.Tensor) -> torch.Tensor:
+    """The sum of each pair's values (N, ...) -> (N,)."""
+    return values.flatten(1).sum(1)
+
+
 def to_unit_range(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both images mapped by one linear map onto [0, 1]: :data:`FLAT_VARIANCE` then means the
-    same for any input scale, and MSE still compares like with like."""
-    low = torch.minimum(fixed.min(), moving.min())
-    span = (torch.maximum(fixed.max(), moving.max()) - low).clamp_min(CORRELATION_EPS)
+    """Each pair's two images mapped by one linear map onto [0, 1]: :data:`FLAT_VARIANCE` then
+    means the same for any input scale, and MSE still compares like with like."""
+    low = torch.minimum(fixed.flatten(1).min(1).values, moving.flatten(1).min(1).values)
+    high = torch.maximum(fixed.flatten(1).max(1).values, moving.flatten(1).max(1).values)
+    low, span = low.view(-1, 1, 1, 1, 1), (high - low).clamp_min(CORRELATION_EPS).view(-1, 1, 1, 1, 1)
     return (fixed - low) / span, (moving - low) / span
 
 

@@ -29,14 +29,15 @@ def level_settings(settings: dict[str, Any], per_scale_keys) -> list[dict[str, A
 
 
 def initial_moving_displacement(fixed, moving, settings: dict[str, Any]) -> torch.Tensor:
-    """The displacement (1, 3, d, h, w) on the coarsest grid that a registration starts the
-    moving image from: the affine method's default fit when ``settings["affine_init"]``, else
-    zero. Both images are (1, 1, D, H, W) on one device."""
+    """The displacements (N, 3, d, h, w) on the coarsest grid that a registration starts the
+    moving images from: the affine method's default fit of each pair when
+    ``settings["affine_init"]``, else zero. The images are (N, 1, D, H, W) on one device."""
     coarsest = grid_shape_at(fixed.shape[2:], settings["scales"][0])
     if not settings["affine_init"]:
-        return torch.zeros(1, 3, *coarsest, device=fixed.device)
+        return torch.zeros(len(fixed), 3, *coarsest, device=fixed.device)
     affine_settings = resolve_params(AffineMethod.presets["default"], {}, AffineMethod.name)
-    return affine_displacement(fit_affine(fixed, moving, affine_settings), coarsest)
+    return torch.cat([affine_displacement(fit_affine(f[None], m[None], affine_settings), coarsest)
+                      for f, m in zip(fixed, moving)])
 
 
 def coarse_to_fine(

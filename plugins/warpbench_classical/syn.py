@@ -1,8 +1,8 @@
 """Symmetric diffeomorphic registration (SyN-style): both images move half way, to a middle
 space, so neither is privileged and the result does not depend on which one is called fixed.
 
-Two half-warps are kept, ``phi_f`` (middle -> fixed) and ``phi_m`` (middle -> moving), as one
-batch of two pull-back displacements. Each iteration warps both images into the middle, takes the
+Two half-warps are kept per pair, ``phi_f`` (middle -> fixed) and ``phi_m`` (middle -> moving),
+as one batch of pull-back displacements: every pair's ``phi_f``, then every pair's ``phi_m``. Each iteration warps both images into the middle, takes the
 gradient of their dissimilarity with respect to both half-warps, and updates each as greedy does:
 an Adam-normalised step, Gaussian-smoothed (fluid), composed on, ``phi <- phi o (id + step)``,
 then the half-warp lightly smoothed (elastic). The answer, moving -> fixed, is
@@ -25,40 +25,45 @@ from warpbench_classical.pyramid import (
     initial_moving_displacement,
     level_settings,
 )
-from warpbench_classical.schedule import Convergence
+from warpbench_classical.schedule import ActivePairs, Convergence
 
 # Settings that may take one value per scale.
 PER_SCALE = ("iterations", "lncc_window", "learning_rate")
 
 
 def _refine_level(fixed, moving, halves, level: dict[str, Any]) -> torch.Tensor:
-    """Refine both half-warps ``halves`` (2, 3, d, h, w: fixed's, moving's) on one level."""
+    """Refine the half-warps ``halves`` (2 N, 3, d, h, w: the fixed images', then the moving
+    images') of the N pairs on one level."""
+    count = len(fixed)
     images = torch.cat([fixed, moving])
     adam = FieldAdam(halves)
     convergence = Convergence(level["check_every"], level["tolerance"])
+    pairs = ActivePairs(count, halves.device)
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = fixed[0, 0].numel()
     for iteration in range(1, level["iterations"] + 1):
         current = halves.detach().requires_grad_(True)
         with torch.enable_grad():
-            fixed_mid, moving_mid = warp_tensor(images, current).split(1)
+            fixed_mid, moving_mid = warp_tensor(images, current).split(count)
             loss = make_loss(level["loss"], fixed_mid, level["lncc_window"])(moving_mid)
-            (gradient,) = torch.autograd.grad(loss, current)
-        halves = adam.compose_step(halves, gradient.mul_(voxels), level)
-        if convergence.converged(iteration, loss.detach()):
+            (gradient,) = torch.autograd.grad(loss.sum(), current)  # each pair its own
+        halves = pairs.update(adam.compose_step(halves, gradient.mul_(voxels), level), halves)
+        if pairs.stop(convergence.converged(iteration, loss)):
             break
     return halves
 
 
 def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
-    """The pull-back voxel displacement (1, 3, D, H, W) aligning ``moving`` to ``fixed``, both
-    (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`SynMethod` preset. An
-    affine start goes into the moving half-warp, so the middle space starts at the fixed one."""
+    """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
+    ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
+    :class:`SynMethod` preset. An affine start goes into the moving half-warp, so the middle
+    space starts at the fixed one."""
     fixed, moving = to_unit_range(fixed, moving)
     start = initial_moving_displacement(fixed, moving, settings)
     halves = torch.cat([torch.zeros_like(start), start])
     levels = level_settings(settings, PER_SCALE)
-    to_fixed, to_moving = coarse_to_fine(fixed, moving, halves, levels, _refine_level).split(1)
+    halves = coarse_to_fine(fixed, moving, halves, levels, _refine_level)
+    to_fixed, to_moving = halves.split(len(fixed))
     return compose(to_moving, invert(to_fixed, settings["inverse_iterations"]))
 
 

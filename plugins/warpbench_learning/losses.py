@@ -42,7 +42,7 @@ def registration_loss(
     """The weighted loss of a predicted displacement and its parts (detached, for logging): LNCC
     of the warped moving image, diffusion, and, when one-hot labels are given, the Dice loss of
     the moving labels warped by the same field."""
-    similarity = lncc_loss(fixed, settings["lncc_window"])(warp_tensor(moving, disp))
+    similarity = lncc_loss(fixed, settings["lncc_window"])(warp_tensor(moving, disp)).mean()
     smoothness = diffusion(disp)
     total = similarity + settings["smoothness_weight"] * smoothness
     parts = {"lncc": similarity.detach(), "diffusion": smoothness.detach()}
