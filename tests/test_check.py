@@ -62,8 +62,9 @@ def test_smooth_image_is_exactly_shifted():
 
 def test_a_sound_method_passes_every_rule_and_reports_time_and_memory():
     report = assert_method_contract(with_preset(ConstantShift()))
-    assert {s for rule, s in statuses(report).items() if rule != "trains"} == {PASS}
+    assert {s for rule, s in statuses(report).items() if rule not in ("trains", "batch")} == {PASS}
     assert report.result("trains").status == SKIP  # not a learning method
+    assert report.result("batch").status == SKIP  # registers one pair at a time
     timing = report.result("time-and-memory").message
     assert " s and " in timing and "MB peak on cpu" in timing
     assert "+2.00, -1.50, +1.00" in report.result("pull-back-sign").message
@@ -145,6 +146,42 @@ def test_each_broken_rule_is_named_with_expected_and_got(how, rule, expected, go
     assert result.expected == expected
     assert got in result.got
     assert [r.rule for r in report.failures] == [rule], report.format()
+
+
+class Batching(ConstantShift):
+    """Batches its pairs, and the preset says how it gets that wrong."""
+
+    presets = {"default": {**ConstantShift.presets["default"], "batch": "sound"}}
+
+    def register(self, fixed, moving, params, device):
+        return super().register(fixed, moving, {k: v for k, v in params.items() if k != "batch"}, device)
+
+    def register_batch(self, pairs, params, device):
+        fields = [self.register(f, m, params, device) for f, m in pairs]
+        if params["batch"] == "reversed":
+            return fields[::-1]
+        if params["batch"] == "drops":
+            return fields[:1]
+        return fields
+
+
+@pytest.mark.parametrize(("how", "status", "got"), [
+    ("sound", PASS, None),
+    ("reversed", FAIL, "(shifted pair)"),
+    ("drops", FAIL, "1: torch.Tensor"),
+])
+def test_batch_catches_fields_out_of_order_or_missing(how, status, got):
+    result = check_method(with_preset(Batching(), batch=how)).result("batch")
+    assert result.status == status, result
+    if got:
+        assert got in result.got
+
+
+def test_builtin_dense_methods_keep_the_batch_contract():
+    from warpbench_classical import GreedyMethod
+
+    report = check_method(GreedyMethod(), "fast")
+    assert report.ok and report.result("batch").status == PASS, report.format()
 
 
 def test_a_seeded_random_method_is_deterministic():

@@ -51,6 +51,9 @@ SHIFT_RATIO = (0.5, 1.5)
 IDENTITY_TOLERANCE = 0.5
 #: Two registrations of one pair under one seed may differ by at most this (voxels).
 DETERMINISM_TOLERANCE = 1e-4
+#: A pair registered in a batch may differ from the same pair alone by this much on average
+#: (voxels): float rounding differs between batch sizes, and an optimiser amplifies it a little.
+BATCH_TOLERANCE = 0.05
 #: Voxels left out at each face when judging the shift (the shifted image left the grid there).
 BORDER = 3
 #: A learning method's training set: copies of the check image shifted by up to this many voxels
@@ -528,6 +531,32 @@ def rule_deterministic(probe: MethodProbe) -> str:
                         f"max difference <= {DETERMINISM_TOLERANCE:g} voxels",
                         f"max difference {difference:.3g} voxels")
     return f"max difference {difference:.2g} voxels under torch.manual_seed({probe.seed})"
+
+
+@method_rule("batch", "register_batch gives each pair, in order, the field register gives it")
+def rule_batch(probe: MethodProbe) -> str:
+    from warpbench.methods import Method
+
+    _not_for_pair_methods(probe)
+    if probe.learning or type(probe.method).register_batch is Method.register_batch:
+        raise Skipped("does not apply: the method registers one pair at a time")
+    alone = [probe.field(), probe.field("identical")]
+    try:
+        fields = probe.method.register_batch(
+            [(probe.fixed.copy(), probe.moving.copy()), (probe.fixed.copy(), probe.fixed.copy())],
+            probe.params, probe.device)
+    except Exception as exc:
+        raise Violation("register_batch raised", "one field per pair",
+                        f"{type(exc).__name__}: {exc}") from None
+    if len(fields) != 2 or any(tuple(getattr(f, "shape", ())) != (3, *probe.shape) for f in fields):
+        raise Violation("register_batch returned the wrong fields", f"2 fields of (3, {probe.shape})",
+                        f"{len(fields)}: {', '.join(_describe(f) for f in fields)}")
+    differences = [float(np.abs(_numpy(f).astype(np.float64) - a).mean()) for f, a in zip(fields, alone)]
+    if not max(differences) <= BATCH_TOLERANCE:
+        raise Violation("a batched pair's field differs from its field alone",
+                        f"mean difference <= {BATCH_TOLERANCE:g} voxels for both pairs",
+                        f"{differences[0]:.3g} (shifted pair), {differences[1]:.3g} (identical pair)")
+    return f"mean difference from register {max(differences):.2g} voxels (shifted and identical pair)"
 
 
 @method_rule("time-and-memory", "a registration's time and peak memory, reported")
