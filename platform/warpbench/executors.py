@@ -1,10 +1,11 @@
 """Executors run a run's pairs and hand back results as they finish; the scheduler writes them.
 
 An executor is anything with ``evaluate(work) -> Iterator[PairResult]``. The in-process one here
-computes pair after pair on one device, several at once for a method that batches on a GPU. A local executor that keeps several GPUs busy, or one that
-hands pairs to a distributed engine, implements the same method with workers that rebuild the
-method and dataset from their names (``RunWork`` carries them) and yield results as they arrive;
-the scheduler, the only writer of the store, does not change.
+computes pair after pair on one device, several at once for a method that batches on a GPU. A
+local executor that keeps several GPUs busy, or one that hands pairs to a distributed engine,
+implements the same method with workers that rebuild the method and dataset from their names
+(``RunWork`` carries them) and yield results as they arrive; the scheduler, the only writer of the
+store, does not change.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class InProcessExecutor:
 
     def _batch_size(self, work: RunWork, shape) -> int:
         """How many pairs to register at once: 1 for methods that look pairs up or need weights,
-        and where the method's ``max_batch`` raises (reported, once per run)."""
+        and where the method's ``max_batch`` raises (with a warning naming the method)."""
         if work.weights is not None or work.method.wants_pair:
             return 1
         try:

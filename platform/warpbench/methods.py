@@ -57,7 +57,8 @@ class Method:
         A method that fills a GPU better with a batch overrides both."""
         return [self.register(fixed, moving, params, device) for fixed, moving in pairs]
 
-    def max_batch(self, shape: tuple[int, int, int], params: dict[str, Any], device: torch.device) -> int:
+    def max_batch(self, shape: tuple[int, int, int], params: dict[str, Any],
+                  device: torch.device) -> int:
         """How many pairs of grid ``shape`` :meth:`register_batch` takes at once on ``device``
         (1: no batching)."""
         return 1

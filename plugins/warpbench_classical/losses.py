@@ -118,7 +118,8 @@ def to_unit_range(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tens
     means the same for any input scale, and MSE still compares like with like."""
     low = torch.minimum(fixed.flatten(1).min(1).values, moving.flatten(1).min(1).values)
     high = torch.maximum(fixed.flatten(1).max(1).values, moving.flatten(1).max(1).values)
-    low, span = low.view(-1, 1, 1, 1, 1), (high - low).clamp_min(CORRELATION_EPS).view(-1, 1, 1, 1, 1)
+    low = low.view(-1, 1, 1, 1, 1)
+    span = (high.view(-1, 1, 1, 1, 1) - low).clamp_min(CORRELATION_EPS)
     return (fixed - low) / span, (moving - low) / span
 
 

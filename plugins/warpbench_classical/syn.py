@@ -2,10 +2,11 @@
 space, so neither is privileged and the result does not depend on which one is called fixed.
 
 Two half-warps are kept per pair, ``phi_f`` (middle -> fixed) and ``phi_m`` (middle -> moving),
-as one batch of pull-back displacements: every pair's ``phi_f``, then every pair's ``phi_m``. Each iteration warps both images into the middle, takes the
-gradient of their dissimilarity with respect to both half-warps, and updates each as greedy does:
-an Adam-normalised step, Gaussian-smoothed (fluid), composed on, ``phi <- phi o (id + step)``,
-then the half-warp lightly smoothed (elastic). The answer, moving -> fixed, is
+as one batch of pull-back displacements: every pair's ``phi_f``, then every pair's ``phi_m``.
+Each iteration warps both images into the middle, takes the gradient of their dissimilarity with
+respect to both half-warps, and updates each as greedy does: an Adam-normalised step,
+Gaussian-smoothed (fluid), composed on, ``phi <- phi o (id + step)``, then the half-warp lightly
+smoothed (elastic). The answer, moving -> fixed, is
 ``phi_m o phi_f^-1``, with the inverse found by fixed-point iteration once at the end.
 """
 
