@@ -48,12 +48,13 @@ endif
 
 # The `paper` suite takes longer than one sitting on 2 CPU cores, and a fresh machine has no
 # results/: its tables are kept in git under $(PAPER_TABLES), merged into the store before the run
-# and exported back after it (also when it is interrupted), so each sitting resumes the last.
+# and exported back after it, so each sitting resumes the last. On Ctrl-C the recipe's shell (its
+# INT trapped) waits for the run to store what it has, then exports.
 PAPER_TABLES ?= benchmarks/measured/paper
 PAPER_DB ?= results/paper/wb.duckdb
 paper: $(VENV)/.installed
 	if [ -d $(PAPER_TABLES) ]; then $(BIN)/warpbench merge $(PAPER_TABLES) -o $(PAPER_DB); fi
-	$(BIN)/warpbench run --suite paper --db $(PAPER_DB); status=$$?; \
+	trap true INT; $(BIN)/warpbench run --suite paper --db $(PAPER_DB); status=$$?; \
 		$(BIN)/warpbench export --db $(PAPER_DB) --out $(PAPER_TABLES) >/dev/null; exit $$status
 	$(BIN)/warpbench study --db $(PAPER_DB)
 
