@@ -42,16 +42,17 @@ class FixedBatch:
 
 
 def measure(method, dataset, pairs, device, size: int | None) -> dict[str, float]:
-    work = RunWork(FixedBatch(method, size), method.presets["default"], dataset, pairs)
+    batched = FixedBatch(method, size)
+    work = RunWork(batched, method.presets["default"], dataset, pairs)
     executor = InProcessExecutor(device)
     for pair in pairs:  # read every subject before the clock starts
-        executor._subject(dataset, pair.fixed), executor._subject(dataset, pair.moving)
+        fixed = executor._subject(dataset, pair.fixed)
+        executor._subject(dataset, pair.moving)
     start = time.perf_counter()
     results = list(executor.evaluate(work))
     wall = time.perf_counter() - start
     ok = [r for r in results if r.status == "ok"]
-    return {"batch": size or method.max_batch(dataset.load(pairs[0].fixed).image.shape,
-                                              method.presets["default"], device),
+    return {"batch": batched.max_batch(fixed.image.shape, method.presets["default"], device),
             "ok": len(ok), "wall per pair": wall / len(pairs),
             "peak MB per pair": float(np.mean([r.peak_memory_mb for r in ok])),
             "dice": float(np.mean([r.mean_dice for r in ok]))}

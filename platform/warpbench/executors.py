@@ -95,12 +95,14 @@ class InProcessExecutor:
                 continue
             batch.append((fixed, moving))
             if len(batch) == size:
-                yield from evaluate_batch(work.method, work.params, work.dataset, batch,
-                                          self.device, work.time_limit, work.seed)
+                yield from self._evaluate_batch(work, batch)
                 batch = []
         if batch:
-            yield from evaluate_batch(work.method, work.params, work.dataset, batch,
-                                      self.device, work.time_limit, work.seed)
+            yield from self._evaluate_batch(work, batch)
+
+    def _evaluate_batch(self, work: RunWork, batch) -> list[PairResult]:
+        return evaluate_batch(work.method, work.params, work.dataset, batch, self.device,
+                              work.time_limit, work.seed)
 
     def _batch_size(self, work: RunWork, shape) -> int:
         """How many pairs to register at once: 1 for methods that look pairs up or need weights,

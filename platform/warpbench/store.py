@@ -577,9 +577,7 @@ class Store:
         each run was merged from (and keeps the sources' own records)."""
         sources = [Path(s) for s in sources]
         for source in sources:
-            if source.is_dir():
-                _exported_tables(source)
-            else:
+            if not source.is_dir():  # a folder is checked as it is read, below
                 Store(source).check_file()
         if self.path.exists():
             self.check_file()
