@@ -48,6 +48,7 @@ def measure(method, dataset, pairs, device, size: int | None) -> dict[str, float
     for pair in pairs:  # read every subject before the clock starts
         fixed = executor._subject(dataset, pair.fixed)
         executor._subject(dataset, pair.moving)
+    list(executor.evaluate(RunWork(batched, work.params, dataset, pairs[:1])))  # warm-up
     start = time.perf_counter()
     results = list(executor.evaluate(work))
     wall = time.perf_counter() - start
