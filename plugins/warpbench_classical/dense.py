@@ -58,8 +58,8 @@ class DenseMethod(Method):
 
     def max_batch(self, shape, params, device) -> int:
         """On CUDA, as many pairs as :data:`BATCH_MEMORY_SHARE` of the free memory holds at
-        :data:`BYTES_PER_VOXEL` per pair, at most :data:`MAX_BATCH`; one elsewhere, where a batch
-        is no faster and a pair's time would no longer be its own."""
+        :data:`BYTES_PER_VOXEL` per pair, at most :data:`MAX_BATCH`; one elsewhere, so that a pair's
+        time stays its own (though a batch is faster on a CPU too: benchmarks/batching.py)."""
         device = torch.device(device)
         if device.type != "cuda":
             return 1
