@@ -22,7 +22,10 @@ per half-size brain, and about eight times that per full-size one), so every fin
 appended to benchmarks/measured/classical.jsonl with the machine's load when it ran, and a re-run
 takes it from there instead of registering again: a run interrupted, or spread over sittings on
 machines that keep no files (the file is tracked by git), loses nothing. The table says how many
-pairs came from that file; ``--fresh`` measures everything again.
+pairs came from that file; ``--fresh`` measures everything again. Pairs run method by method, so a
+sitting too short for the full-size brain (about 70 min per deformation here) takes it one
+deformation at a time, ``--brain-pairs 1``, then 2, then 3: deformation k is the same whatever the
+count, and each run finds the ones before it in the file.
 
     .venv-peers/bin/python benchmarks/classical.py [--quick] [--parts hippocampus,brain-half]
         [--pairs 20] [--brain-pairs 3] [--synthetic-pairs 3] [--methods ants-syn:default,...]
