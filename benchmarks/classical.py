@@ -18,7 +18,7 @@ whose package cannot be imported here, is reported and skipped; the peers need `
 this script run with ``.venv-peers/bin/python``.
 
 The full run takes hours on 2 CPU cores (ANTs SyN alone took a minute per hippocampus pair, six
-per half-size brain, and about eight times that per full-size one), so every finished pair is
+per half-size brain and 40 per full-size one), so every finished pair is
 appended to benchmarks/measured/classical.jsonl with the machine's load when it ran, and a re-run
 takes it from there instead of registering again: a run interrupted, or spread over sittings on
 machines that keep no files (the file is tracked by git), loses nothing. The table says how many
