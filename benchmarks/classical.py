@@ -17,8 +17,8 @@ shared machine, ratios within one sitting much less so. A method whose plugin is
 whose package cannot be imported here, is reported and skipped; the peers need ``make peers`` and
 this script run with ``.venv-peers/bin/python``.
 
-The full run takes hours on 2 CPU cores (ANTs SyN alone took a minute per hippocampus pair, six
-per half-size brain and 40 per full-size one), so every finished pair is
+The full run takes about 5 hours on 2 CPU cores (ANTs SyN alone took 51 s per hippocampus
+pair, 5 min per half-size brain and 43 per full-size one), so every finished pair is
 appended to benchmarks/measured/classical.jsonl with the machine's load when it ran, and a re-run
 takes it from there instead of registering again: a run interrupted, or spread over sittings on
 machines that keep no files (the file is tracked by git), loses nothing. The table says how many
