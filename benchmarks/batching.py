@@ -43,18 +43,17 @@ class FixedBatch:
 
 
 def measure(method, dataset, pairs, device, size: int | None) -> dict[str, float]:
-    batched = FixedBatch(method, size)
-    work = RunWork(batched, method.presets["default"], dataset, pairs)
+    batched, params = FixedBatch(method, size), method.presets["default"]
     executor = InProcessExecutor(device)
-    for pair in pairs:  # read every subject before the clock starts
-        executor._subject(dataset, pair.fixed), executor._subject(dataset, pair.moving)
+    for subject_id in {id_ for pair in pairs for id_ in (pair.fixed, pair.moving)}:
+        executor._subject(dataset, subject_id)  # read every subject before the clock starts
     grid = executor._subject(dataset, pairs[0].fixed).image.shape  # cached: no second read
-    list(executor.evaluate(RunWork(batched, work.params, dataset, pairs[:1])))  # warm-up
+    list(executor.evaluate(RunWork(batched, params, dataset, pairs[:1])))  # warm-up
     start = time.perf_counter()
-    results = list(executor.evaluate(work))
+    results = list(executor.evaluate(RunWork(batched, params, dataset, pairs)))
     wall = time.perf_counter() - start
     ok = [r for r in results if r.status == "ok"]
-    return {"batch": batched.max_batch(grid, method.presets["default"], device),
+    return {"batch": batched.max_batch(grid, params, device),
             "ok": len(ok), "wall per pair": wall / len(pairs),
             "peak MB per pair": float(np.mean([r.peak_memory_mb for r in ok])),
             "dice": float(np.mean([r.mean_dice for r in ok]))}
