@@ -807,38 +807,3 @@ def check_dataset(dataset, *, max_subjects: int | None = None) -> ContractReport
 def assert_dataset_contract(dataset, **options) -> ContractReport:
     """:func:`check_dataset`, raising :class:`ContractError` with the report on any failure."""
     return check_dataset(dataset, **options).raise_for_failures()
-
-
-# ==== pytest plugin ===========================================================================
-
-class ContractFixture:
-    """What the ``warpbench_contract`` fixture gives a test: each call fails the test with the
-    whole report when a rule is broken, and returns the report otherwise."""
-
-    def method(self, method, preset: str = "default", **options) -> ContractReport:
-        return self._fail_on(check_method(method, preset, **options))
-
-    def dataset(self, dataset, **options) -> ContractReport:
-        return self._fail_on(check_dataset(dataset, **options))
-
-    @staticmethod
-    def _fail_on(report: ContractReport) -> ContractReport:
-        if not report.ok:
-            import pytest
-
-            pytest.fail(report.format(), pytrace=False)
-        return report
-
-
-try:
-    import pytest as _pytest
-except ImportError:  # the plain functions work without pytest
-    _pytest = None
-
-if _pytest is not None:
-
-    @_pytest.fixture
-    def warpbench_contract() -> ContractFixture:
-        """Check a method or dataset against the warpbench contract:
-        ``warpbench_contract.method(MyMethod())``, ``warpbench_contract.dataset(dataset)``."""
-        return ContractFixture()
