@@ -46,8 +46,8 @@ def measure(method, dataset, pairs, device, size: int | None) -> dict[str, float
     batched, params = FixedBatch(method, size), method.presets["default"]
     executor = InProcessExecutor(device)
     for subject_id in {id_ for pair in pairs for id_ in (pair.fixed, pair.moving)}:
-        executor._subject(dataset, subject_id)  # read every subject before the clock starts
-    grid = executor._subject(dataset, pairs[0].fixed).image.shape  # cached: no second read
+        executor.subject(dataset, subject_id)  # read every subject before the clock starts
+    grid = executor.subject(dataset, pairs[0].fixed).image.shape  # cached: no second read
     list(executor.evaluate(RunWork(batched, params, dataset, pairs[:1])))  # warm-up
     start = time.perf_counter()
     results = list(executor.evaluate(RunWork(batched, params, dataset, pairs)))
@@ -75,7 +75,8 @@ def main() -> None:
             break
     pairs = dataset.pairs("test")[: args.pairs]
     print(f"{len(pairs)} pairs of {dataset.name} on {device}")
-    print(f"{'method':<8} {'batch':>5} {'ok':>3} {'s/pair':>8} {'MB/pair':>8} {'Dice':>6} {'speed-up':>8}")
+    print(f"{'method':<8} {'batch':>5} {'ok':>3} {'s/pair':>8} {'MB/pair':>8} {'Dice':>6} "
+          f"{'speed-up':>8}")
     for name in METHODS:
         method = registry.methods[name]
         alone = measure(method, dataset, pairs, device, 1)

@@ -8,7 +8,7 @@ For each architecture under its ``default`` preset, on the CPU and on CUDA when 
   on that grid, the median of five after a warm-up;
 - ``brain s`` and ``brain peak MB``: one registration of the full-size brain of
   ``../shared/data/brain`` (160x192x224) onto itself, measured as the platform measures a pair
-  (:func:`warpbench.runner._run_with_limit`: growth of resident memory on the CPU,
+  (:func:`warpbench.runner.run_with_limit`: growth of resident memory on the CPU,
   ``torch.cuda.max_memory_allocated`` on a GPU), after a warm-up on the same volume.
 
 The networks are untrained (speed does not depend on the weights). Run from the repository root
@@ -32,7 +32,7 @@ import torch
 
 from warpbench.config import build_dataset, load_config
 from warpbench.plugins import load_registry
-from warpbench.runner import _run_with_limit
+from warpbench.runner import run_with_limit
 from warpbench.training import TrainingJob
 from warpbench_learning.checkpoint import save_weights
 from warpbench_learning.model import build_network
@@ -61,15 +61,13 @@ def registration_figures(method, fixed, moving, brain, device, weights: Path) ->
     params = method.presets["default"]
     register = lambda a, b: method.register(a, b, params, device, weights=weights)  # noqa: E731
     register(fixed, moving)
-    times = []
-    for _ in range(5):
-        _, seconds, _ = _run_with_limit(lambda: register(fixed, moving), None, device)
-        times.append(seconds)
+    times = [run_with_limit(lambda: register(fixed, moving), None, device).seconds
+             for _ in range(5)]
     figures = {"ms/pair": 1000 * statistics.median(times)}
     if brain is not None:
         register(brain, brain)
-        _, seconds, peak = _run_with_limit(lambda: register(brain, brain), None, device)
-        figures.update({"brain s": seconds, "brain peak MB": peak})
+        measured = run_with_limit(lambda: register(brain, brain), None, device)
+        figures.update({"brain s": measured.seconds, "brain peak MB": measured.peak_memory_mb})
     return figures
 
 
@@ -80,10 +78,12 @@ def synchronize(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per architecture")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="timed training steps per architecture")
     args = parser.parse_args()
     registry = load_registry()
-    dataset = build_dataset(load_config(REPO / "datasets.yaml"), "synth-distinct", registry.dataset_kinds)
+    dataset = build_dataset(load_config(REPO / "datasets.yaml"), "synth-distinct",
+                            registry.dataset_kinds)
     fixed, moving = (dataset.load(i).image for i in dataset.subjects("test")[:2])
     brain = np.asarray(nib.load(BRAIN).dataobj, np.float32) if BRAIN.exists() else None
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -99,7 +99,8 @@ def main() -> None:
             weights = save_weights(Path(folder), build_network(settings).state_dict(),
                                    method.name, method.version, trained)
             for device in devices:
-                figures = {"train steps/s": train_steps_per_second(method, dataset, device, args.steps)}
+                steps_per_second = train_steps_per_second(method, dataset, device, args.steps)
+                figures = {"train steps/s": steps_per_second}
                 figures.update(registration_figures(method, fixed, moving, brain, device, weights))
                 cells = "".join(f"{figures.get(c, float('nan')):>16.2f}" for c in columns)
                 print(f"{name:<12}{device.type:<8}{cells}", flush=True)

@@ -1,6 +1,9 @@
 """The contract kit: every rule catches the mistake it exists for and names itself; sound methods
 and datasets pass; `warpbench check` on a broken installed plugin fails with the rule named."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +55,15 @@ def with_preset(method, **params):
 
 def statuses(report):
     return {r.rule: r.status for r in report.results}
+
+
+def test_loading_the_kit_as_a_pytest_plugin_does_not_import_torch():
+    code = ("import sys, warpbench.testing.pytest_plugin; "
+            "print(sorted(m for m in ('torch', 'warpbench.methods', 'warpbench.runner') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_smooth_image_is_exactly_shifted():

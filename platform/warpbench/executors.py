@@ -60,7 +60,9 @@ class InProcessExecutor:
     def describe(self) -> str:
         return str(self.device)
 
-    def _subject(self, dataset: Dataset, subject_id: str) -> Subject:
+    def subject(self, dataset: Dataset, subject_id: str) -> Subject:
+        """A subject of ``dataset``, read on first use and then kept among the last
+        :attr:`cache_size` used (a benchmark reads its subjects here before it starts the clock)."""
         key = (dataset.fingerprint(), subject_id)
         if key in self._subjects:
             self._subjects.move_to_end(key)
@@ -78,8 +80,8 @@ class InProcessExecutor:
         size = None
         for pair in work.pairs:
             try:
-                fixed = self._subject(work.dataset, pair.fixed)
-                moving = self._subject(work.dataset, pair.moving)
+                fixed = self.subject(work.dataset, pair.fixed)
+                moving = self.subject(work.dataset, pair.moving)
             except Exception as exc:
                 yield PairResult(pair.fixed, pair.moving, "failed",
                                  error=f"loading failed: {type(exc).__name__}: {exc}",

@@ -3,23 +3,25 @@
 The platform, never the method, warps the moving labels and computes the scores, so every method
 is scored the same way; the method only sees the two intensity images. Whatever goes wrong (an
 exception, an invalid field, a time-out, running out of memory) becomes a failed
-:class:`PairResult` with the reason, so one pair never stops a run.
+:class:`PairResult` with the reason, so one pair never stops a run. :func:`run_with_limit` is how
+a call of a method is timed and its memory measured, here and wherever else that is reported.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
 import torch
 
 from warpbench import metrics
-from warpbench.datasets import Dataset, Pair, Subject
+from warpbench.datasets import Dataset, Subject
 from warpbench.methods import Method, PairIds
 from warpbench.spatial import InvalidField, validate_displacement, warp_labels
 
@@ -47,17 +49,30 @@ class PairResult:
 
 
 class PairTimeout(RuntimeError):
-    pass
+    """A call of a method overran its time limit (see :func:`run_with_limit`)."""
 
 
-def _run_with_limit(fn, time_limit: float | None, device: torch.device) -> tuple[Any, float, float]:
-    """Call ``fn()`` in a worker thread; return (value, seconds, peak memory in MB).
+class Measured(NamedTuple):
+    """What :func:`run_with_limit` measured: the call's value, its wall-clock seconds and its
+    peak memory in MB."""
 
-    Peak memory is CUDA's peak allocation on a GPU, and otherwise the peak growth of this
-    process's resident memory, sampled every ``MEMORY_POLL_SECONDS``. A call that overruns the
-    limit is abandoned (a thread cannot be killed; it ends with the process) and raises
-    :class:`PairTimeout`.
+    value: Any
+    seconds: float
+    peak_memory_mb: float
+
+
+def run_with_limit(fn: Callable[[], Any], time_limit: float | None,
+                   device: torch.device | str) -> Measured:
+    """Call ``fn()`` in a worker thread, as the platform calls every method, and measure it.
+
+    This is how a pair's time and peak memory are measured, so that anything else that reports
+    them (the contract kit, benchmarks) measures the same way. Peak memory is CUDA's peak
+    allocation on a GPU ``device``, and otherwise the peak growth of this process's resident
+    memory, sampled every ``MEMORY_POLL_SECONDS``. An exception of ``fn`` is raised again here. A
+    call that overruns ``time_limit`` seconds (None: no limit) is abandoned (a thread cannot be
+    killed; it ends with the process) and raises :class:`PairTimeout`.
     """
+    device = torch.device(device)
     outcome: dict[str, Any] = {}
 
     def target():
@@ -87,7 +102,7 @@ def _run_with_limit(fn, time_limit: float | None, device: torch.device) -> tuple
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak_mb = (peak - baseline) / 2**20
-    return outcome.get("value"), seconds, peak_mb
+    return Measured(outcome.get("value"), seconds, peak_mb)
 
 
 def evaluate_pair(
@@ -112,7 +127,7 @@ def evaluate_pair(
         extra = {"pair": PairIds(dataset.name, fixed.id, moving.id)} if method.wants_pair else {}
         if weights is not None:
             extra["weights"] = weights
-        disp, result.seconds, result.peak_memory_mb = _run_with_limit(
+        disp, result.seconds, result.peak_memory_mb = run_with_limit(
             lambda: method.register(fixed.image, moving.image, dict(params), device, **extra),
             time_limit,
             device,
@@ -142,15 +157,18 @@ def evaluate_batch(
             _check_grid(dataset, fixed, moving)
         torch.manual_seed(seed)
         limit = None if time_limit is None else time_limit * len(pairs)
-        fields, seconds, peak_mb = _run_with_limit(
-            lambda: method.register_batch([(f.image, m.image) for f, m in pairs], dict(params), device),
+        fields, seconds, peak_mb = run_with_limit(
+            lambda: method.register_batch([(f.image, m.image) for f, m in pairs], dict(params),
+                                          device),
             limit,
             device,
         )
         if len(fields) != len(pairs):
-            raise InvalidField(f"register_batch returned {len(fields)} fields for {len(pairs)} pairs")
+            raise InvalidField(
+                f"register_batch returned {len(fields)} fields for {len(pairs)} pairs")
     except Exception:
-        return [evaluate_pair(method, params, dataset, f, m, device, time_limit, seed) for f, m in pairs]
+        return [evaluate_pair(method, params, dataset, f, m, device, time_limit, seed)
+                for f, m in pairs]
     results = []
     for (fixed, moving), disp in zip(pairs, fields):
         result = PairResult(fixed.id, moving.id, status="failed", device=str(device),
