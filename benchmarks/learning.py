@@ -44,9 +44,10 @@ ARCHITECTURES = ("voxelmorph", "lkunet")
 
 
 def train_steps_per_second(method, dataset, device, steps: int) -> float:
-    settings = method.settings(method.presets["default"])
+    preset = method.presets["default"]
     with tempfile.TemporaryDirectory() as folder:
-        trainer = _Trainer(TrainingJob(dataset, settings, device, 0, Path(folder)), settings)
+        trainer = _Trainer(TrainingJob(dataset, preset, device, 0, Path(folder)),
+                           method.resolve(preset), method.architecture)
         for _ in range(2):
             trainer.train_step()
         synchronize(device)
@@ -93,10 +94,11 @@ def main() -> None:
     print(f"{'method':<12}{'device':<8}" + "".join(f"{c:>16}" for c in columns))
     for name in ARCHITECTURES:
         method = registry.methods[name]
-        settings = method.settings(method.presets["default"])
+        settings = method.resolve(method.presets["default"])
         trained = method.trained_params(settings)
         with tempfile.TemporaryDirectory() as folder:
-            weights = save_weights(Path(folder), build_network(settings).state_dict(),
+            network = build_network(method.architecture, settings)
+            weights = save_weights(Path(folder), network.state_dict(),
                                    method.name, method.version, trained)
             for device in devices:
                 steps_per_second = train_steps_per_second(method, dataset, device, args.steps)

@@ -1,5 +1,7 @@
 """datasets.yaml: clear errors naming the file and the entry; one bad block spares the others."""
 
+import re
+
 import pytest
 
 from toy_plugins import ToyPlugin
@@ -17,8 +19,9 @@ def write(tmp_path, text):
 
 def test_invalid_yaml_names_the_file_and_line(tmp_path):
     path = write(tmp_path, "datasets:\n  a: {plugin: toy\n")
-    with pytest.raises(ConfigError, match=r"(?s)datasets.yaml: not valid YAML.*line 2"):
+    with pytest.raises(ConfigError, match=r"(?s)datasets.yaml: not valid YAML.*line 2") as error:
         load_config(path)
+    assert "\n" not in str(error.value)  # one line, for the command line's one error line
 
 
 def test_a_missing_file_says_how_to_point_at_one(tmp_path):
@@ -30,13 +33,14 @@ def test_a_missing_file_says_how_to_point_at_one(tmp_path):
     "text, message",
     [
         ("- a\n- b\n", "expected a mapping"),
-        ("datasets: {}\nsuitez: {}\n", "unknown top-level keys"),
-        ("suites:\n  s: {methods: identity, datasets: []}\n", "suite 's': 'methods' must be a list"),
+        ("datasets: {}\nsuitez: {}\n", "unknown top-level key 'suitez'; known: datasets, suites"),
+        ("suites:\n  s: {methods: identity, datasets: []}\n",
+         "suite 's': key 'methods': must be a list of names, got 'identity'"),
         ("suites:\n  s: {methods: [], datasets: [], time_limit: -1}\n", "time_limit"),
     ],
 )
 def test_structural_errors_are_reported(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, text))
 
 
@@ -55,7 +59,8 @@ datasets:
     assert list(plan.datasets) == ["good"]
     reasons = plan.unavailable
     assert "expected a mapping with a 'plugin' key" in reasons["no-plugin"]
-    assert "pairs.test must be a count or 'all'" in reasons["bad-pairs"]
+    assert reasons["bad-pairs"] == (f"{tmp_path / 'datasets.yaml'}: dataset 'bad-pairs' (toy): "
+                                    "option 'pairs.test': must be a count or 'all', got 'many'")
     assert "no installed plugin supplies dataset kind 'nifti-folder'" in reasons["unknown-kind"]
     assert "asks for more than its 6 subjects" in reasons["bad-split"]
     assert "add up to 1.4, more than 1" in reasons["bad-fractions"]

@@ -98,6 +98,20 @@ def test_plugin_registers_both_methods_with_the_suite_presets():
 
 
 @pytest.mark.parametrize("method", [VoxelMorph(), LKUNet()], ids=lambda m: m.name)
+def test_presets_resolve_typed_and_the_weights_record_is_the_preset_without_test_time_keys(method):
+    default, io = method.presets["default"], method.presets["io"]
+    settings = method.resolve(io)
+    assert settings.io_steps == 50 and settings.encoder == default["encoder"]
+    # What weights are stored with and checked against: the preset over the default one, with
+    # the architecture, without the keys that act at registration only.
+    trained = {k: v for k, v in {**default, **io}.items() if k not in method.test_time_keys}
+    assert method.trained_params(settings) == {**trained, "architecture": method.architecture}
+    assert method.training_params("io") == method.training_params("default")  # one training
+    with pytest.raises(ValueError, match=rf"method '{method.name}': unknown parameter 'stepz'"):
+        method.resolve({"stepz": 10})
+
+
+@pytest.mark.parametrize("method", [VoxelMorph(), LKUNet()], ids=lambda m: m.name)
 def test_a_tiny_network_overfits_one_pair(tmp_path, method):
     dataset = blobs(val=0)  # two training subjects: one pair, both ways
     training, logged = job(tmp_path, dataset, steps=100, learning_rate=3e-3)

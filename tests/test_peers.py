@@ -82,6 +82,23 @@ def test_a_run_of_a_peer_without_its_package_sets_it_aside_with_the_install_comm
     assert set(Store(store).runs()["method"]) == {"identity"}
 
 
+@pytest.mark.parametrize("method", [AntsSynMethod(), FireantsGreedyMethod(), FireantsSynMethod()],
+                         ids=lambda m: m.name)
+def test_a_peer_checks_its_presets_and_refuses_a_misspelt_parameter_without_its_package(
+        method, monkeypatch):
+    hide_package(monkeypatch, "ants")
+    hide_package(monkeypatch, "fireants")
+    assert method.check() == []  # every preset validates against the parameters' model
+    known = ", ".join(sorted(method.presets["default"]))
+    with pytest.raises(ValueError) as error:
+        method.register(smooth_image(), smooth_image(), {"flow_sigmaa": 1.0}, torch.device("cpu"))
+    assert str(error.value) == (f"method {method.name!r}: unknown parameter 'flow_sigmaa'; "
+                                f"known: {known}")
+    broken = {**method.presets["default"], "reg_iterations": "many", "iterations": "many"}
+    with pytest.raises(ValueError, match=rf"method {method.name!r}: parameter '\w*iterations'"):
+        method.resolve({k: v for k, v in broken.items() if k in method.presets["default"]})
+
+
 # --- with the package (the peers venv); skipped where it is not installed ---------------------
 
 

@@ -1,8 +1,9 @@
 """What a dataset is to the platform: subjects on one grid, splits, and evaluation pairs.
 
 A dataset *kind* (a :class:`Dataset` subclass supplied by a plugin) is instantiated once per block
-of ``datasets.yaml``; the base class owns the options every kind shares (``split``, ``pairs``), so
-every dataset splits and pairs its subjects the same way.
+of ``datasets.yaml``. Its options are a pydantic model, :attr:`Dataset.Options`, extending
+:class:`DatasetOptions`, the options every kind shares (``split``, ``pairs``, ...), so every
+dataset splits and pairs its subjects the same way and every block is checked the same way.
 """
 
 from __future__ import annotations
@@ -11,17 +12,82 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
+from warpbench.options import Settings, must_be, number, validate
 from warpbench.spatial import spacing_from_affine
 
 SPLITS = ("train", "val", "test")
-DEFAULT_SPLIT = {"train": 0.6, "val": 0.1, "test": 0.3, "seed": 0}
-DEFAULT_PAIRS = {"test": 10, "seed": 0}
-#: Options any dataset block may carry besides its kind's own.
-SHARED_OPTIONS = frozenset({"split", "pairs", "license", "citation", "description", "label_map"})
+#: A split's share of the subjects: a fraction when every share given is a float <= 1, else a count.
+Share = Annotated[number(ge=0), must_be("a non-negative number (a fraction or a count)")]
+#: A split's evaluation pairs: that many random ordered pairs, or every one.
+PairCount = Annotated[Annotated[StrictInt, Field(ge=0)] | Literal["all"],
+                      must_be("a count or 'all'")]
+Seed = Annotated[StrictInt, Field(ge=0), must_be("a non-negative integer")]
+
+
+class Split(Settings):
+    """How the subjects are split: each split's share, as fractions (0.6, 0.1, 0.3) or counts
+    (10, 2, 8), and the seed of the shuffle. A split left out gets none."""
+
+    train: Share = 0
+    """Subjects learning methods train on."""
+    val: Share = 0
+    """Subjects learning methods validate on."""
+    test: Share = 0
+    """Subjects every method is evaluated on."""
+    seed: Seed = 0
+    """Seed of the shuffle that assigns subjects to splits."""
+
+    @model_validator(mode="after")
+    def _fractions_fit(self):
+        shares = [self.train, self.val, self.test]
+        if all(isinstance(v, float) for v in shares if v) and sum(shares) > 1 + 1e-9:
+            raise ValueError(f"fractions add up to {sum(shares):g}, more than 1")
+        return self
+
+
+class Pairs(Settings):
+    """Evaluation pairs per split: a number of random ordered pairs of distinct subjects, or
+    ``all`` of them, and the seed of the draw. A split left out gets none."""
+
+    train: PairCount = 0
+    val: PairCount = 0
+    """Validation pairs; a learning method draws its own when there are none."""
+    test: PairCount = 0
+    """The pairs every method is scored on."""
+    seed: Seed = 0
+    """Seed of the draw."""
+
+
+class DatasetOptions(Settings):
+    """The options every dataset block takes, whatever its kind."""
+
+    split: Split = Split(train=0.6, val=0.1, test=0.3)
+    """train/val/test as fractions or counts, and a seed (default: 0.6, 0.1, 0.3)."""
+    pairs: Pairs = Pairs(test=10)
+    """Per split: a number of random ordered pairs, or `all`, and a seed (default: 10 test
+    pairs)."""
+    license: str | None = None
+    """The data's licence (a kind may know it from its files)."""
+    citation: str | None = None
+    """What to cite for the data (a kind may know it from its files)."""
+    description: str | None = None
+    """What this dataset is for, shown by `warpbench datasets`."""
+    label_map: Annotated[dict[int, Annotated[str, Field(min_length=1)]],
+                         must_be("a mapping of label ids to canonical names")] = {}
+    """{label id: canonical name}: renames labels, so that networks trained on another dataset
+    whose labels have these names are evaluated on this one."""
+
+
+class OpenDatasetOptions(DatasetOptions):
+    """The options of a kind that declares none of its own: the shared ones are checked, and any
+    other key is left for the kind to read from ``self.options``."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class DatasetConfigError(ValueError):
@@ -53,13 +119,18 @@ class Pair:
 class Dataset:
     """Base class of every dataset kind.
 
-    Subclasses set ``kind`` (the name ``datasets.yaml`` uses after ``plugin:``), read their own
-    options in ``__init__`` (calling ``super().__init__`` first), and implement
-    :meth:`all_subjects`, :meth:`load` and, when files may be missing, :meth:`availability`.
+    Subclasses set ``kind`` (the name ``datasets.yaml`` uses after ``plugin:``) and ``Options``
+    (their options model, extending :class:`DatasetOptions`; without one, keys other than the
+    shared ones are not checked), and implement :meth:`all_subjects`, :meth:`load` and, when
+    files may be missing, :meth:`availability`. ``super().__init__`` validates the block once:
+    ``self.settings`` is the typed options, ``self.options`` the block as written (the
+    fingerprint hashes it).
     """
 
     kind: ClassVar[str]
     version: ClassVar[str] = "0"
+    #: The block's options model; the default checks the shared options and lets others pass.
+    Options: ClassVar[type[DatasetOptions]] = OpenDatasetOptions
     license: str = ""
     citation: str = ""
     #: Evaluated labels, value -> name; background (0) is never evaluated.
@@ -69,10 +140,12 @@ class Dataset:
         self.name = name
         self.options = dict(options)
         self.base_dir = Path(base_dir)
-        self._split = self._parse_split(self.options.get("split", DEFAULT_SPLIT))
-        self._pairs = self._parse_pairs(self.options.get("pairs", DEFAULT_PAIRS))
-        self.license = self.options.get("license", self.license)
-        self.citation = self.options.get("citation", self.citation)
+        self.settings = validate(self.Options, self.options, self._where, "option",
+                                 DatasetConfigError)
+        if self.settings.license is not None:
+            self.license = self.settings.license
+        if self.settings.citation is not None:
+            self.citation = self.settings.citation
 
     # --- what subclasses implement -------------------------------------------------------------
     def all_subjects(self) -> list[str]:
@@ -90,31 +163,21 @@ class Dataset:
     # --- shared behaviour ----------------------------------------------------------------------
     def fail(self, message: str):
         """Raise the configuration error that names this dataset and its kind."""
-        raise DatasetConfigError(f"dataset {self.name!r} ({self.kind}): {message}")
+        raise DatasetConfigError(f"{self._where}: {message}")
 
-    def reject_unknown_options(self, own) -> None:
-        """Catch typos (``noize: 0.1``) instead of silently running with the default."""
-        unknown = set(self.options) - set(own) - SHARED_OPTIONS
-        if unknown:
-            self.fail(f"unknown option(s) {sorted(unknown)}; known: {sorted(set(own) | SHARED_OPTIONS)}")
+    @property
+    def _where(self) -> str:
+        return f"dataset {self.name!r} ({self.kind})"
 
     def label_names(self) -> dict[int, str]:
         """Each evaluated label's canonical name: its own name unless the block's ``label_map``
         ({id: canonical name}) renames it. Networks trained on one dataset are evaluated on
         another only when these names agree (see :mod:`warpbench.compatibility`)."""
-        mapping = self.options.get("label_map") or {}
-        if not isinstance(mapping, dict):
-            self.fail(f"'label_map' must map label ids to canonical names, got {mapping!r}")
-        renamed = {}
-        for key, name in mapping.items():
-            try:
-                label = int(key)
-            except (TypeError, ValueError):
-                label = None
-            if label not in self.labels or not isinstance(name, str) or not name:
-                self.fail(f"label_map entry {key!r}: {name!r} must map one of its label ids "
-                          f"{sorted(self.labels)} to a name")
-            renamed[label] = name
+        renamed = self.settings.label_map
+        strangers = sorted(set(renamed) - set(self.labels))
+        if strangers:
+            self.fail(f"option 'label_map': {strangers[0]} is not one of its label ids "
+                      f"{sorted(self.labels)}")
         return {label: renamed.get(label, name) for label, name in self.labels.items()}
 
     def fingerprint(self) -> str:
@@ -127,7 +190,7 @@ class Dataset:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         ids = sorted(self.all_subjects())
-        order = np.random.default_rng(self._split["seed"]).permutation(len(ids))
+        order = np.random.default_rng(self.settings.split.seed).permutation(len(ids))
         shuffled = [ids[i] for i in order]
         counts = self._split_counts(len(ids))
         start = sum(counts[s] for s in SPLITS[: SPLITS.index(split)])
@@ -137,56 +200,21 @@ class Dataset:
         """Ordered evaluation pairs within one split: ``pairs.<split>`` random distinct pairs, or
         every ordered pair when it is ``all``."""
         ids = self.subjects(split)
-        wanted = self._pairs.get(split, 0)
+        wanted = getattr(self.settings.pairs, split)
         every = [Pair(f, m) for f in ids for m in ids if f != m]
         if wanted == "all" or wanted >= len(every):
             return every
-        rng = np.random.default_rng(self._pairs["seed"])
+        rng = np.random.default_rng(self.settings.pairs.seed)
         chosen = rng.choice(len(every), size=int(wanted), replace=False)
         return [every[i] for i in sorted(chosen)]
 
     def _split_counts(self, n: int) -> dict[str, int]:
-        values = {s: self._split.get(s, 0) for s in SPLITS}
+        values = {s: getattr(self.settings.split, s) for s in SPLITS}
         if all(isinstance(v, float) and v <= 1 for v in values.values() if v):
             counts = {s: int(round(values[s] * n)) for s in SPLITS}
             counts["train"] = n - counts["val"] - counts["test"]
         else:
             counts = {s: int(values[s]) for s in SPLITS}
         if sum(counts.values()) > n or min(counts.values()) < 0:
-            raise DatasetConfigError(
-                f"dataset {self.name!r}: split {values} asks for more than its {n} subjects"
-            )
+            self.fail(f"split {values} asks for more than its {n} subjects")
         return counts
-
-    def _parse_split(self, split: Any) -> dict[str, Any]:
-        if not isinstance(split, dict) or not set(split) <= {*SPLITS, "seed"}:
-            raise DatasetConfigError(
-                f"dataset {self.name!r}: 'split' must map train/val/test to fractions or counts "
-                f"(and optionally seed), got {split!r}"
-            )
-        for key in SPLITS:
-            value = split.get(key, 0)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise DatasetConfigError(
-                    f"dataset {self.name!r}: split.{key} must be a non-negative number, got {value!r}"
-                )
-        fractions = [split.get(k, 0) for k in SPLITS]
-        if all(isinstance(v, float) for v in fractions if v) and sum(fractions) > 1 + 1e-9:
-            raise DatasetConfigError(
-                f"dataset {self.name!r}: split fractions add up to {sum(fractions):g}, more than 1"
-            )
-        return {"seed": 0, **split}
-
-    def _parse_pairs(self, pairs: Any) -> dict[str, Any]:
-        if not isinstance(pairs, dict) or not set(pairs) <= {*SPLITS, "seed"}:
-            raise DatasetConfigError(
-                f"dataset {self.name!r}: 'pairs' must map splits to a count or 'all' "
-                f"(and optionally seed), got {pairs!r}"
-            )
-        for key in SPLITS:
-            value = pairs.get(key, 0)
-            if value != "all" and (not isinstance(value, int) or value < 0):
-                raise DatasetConfigError(
-                    f"dataset {self.name!r}: pairs.{key} must be a count or 'all', got {value!r}"
-                )
-        return {"seed": 0, **pairs}

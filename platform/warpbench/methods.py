@@ -1,13 +1,17 @@
-"""What a registration method is to the platform."""
+"""What a registration method is to the platform: its declaration, its presets and how a
+preset becomes the settings ``register`` and ``train`` read (:meth:`Method.resolve`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+
+from warpbench.options import OptionsError, Settings, unknown_keys, validate
 
 if TYPE_CHECKING:
     from warpbench.training import TrainingJob
@@ -30,6 +34,10 @@ class Method:
 
     Class attributes describe it; ``presets`` name hyperparameter sets (the instrumentation axis,
     e.g. ``default``, ``fast``, ``literature``), each a plain dict that is stored with every run.
+    ``Params``, when set, declares the parameters as a :class:`warpbench.options.Settings` model
+    (their types; the ``default`` preset holds their defaults): ``register`` and ``train`` read
+    a preset through :meth:`resolve`, typed, and :meth:`check` reports a preset that does not
+    validate, so a broken one is refused when the plugin registers.
     """
 
     name: ClassVar[str]
@@ -42,13 +50,16 @@ class Method:
     #: as fields precomputed elsewhere) sets this, and ``register`` is then also given
     #: ``pair=PairIds(dataset, fixed, moving)``. A method that registers images leaves it False.
     wants_pair: ClassVar[bool] = False
+    #: The parameters' model; None: the presets' dicts are the only declaration.
+    Params: ClassVar[type[Settings] | None] = None
 
     def register(
         self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device
     ) -> np.ndarray | torch.Tensor:
         """Register one pair of intensity images (float32, (D, H, W), same grid) and return the
         pull-back displacement (3, D, H, W) in voxels, such that ``moving(x + u(x))`` matches
-        ``fixed(x)``. ``params`` is one preset's dict; ``device`` is where to compute."""
+        ``fixed(x)``. ``params`` is one preset's dict (:meth:`resolve` checks it and fills in
+        the ``default`` preset); ``device`` is where to compute."""
         raise NotImplementedError
 
     def register_batch(self, pairs, params: dict[str, Any], device: torch.device) -> list:
@@ -69,6 +80,30 @@ class Method:
         method aside instead of failing each of its pairs."""
         return True, ""
 
+    def resolve(self, params: dict[str, Any]) -> Any:
+        """``params`` over the ``default`` preset, checked: a ``Params`` instance, or for a
+        method without one the merged dict. An unknown key is an :class:`OptionsError` naming
+        the method (and the preset ``params`` is), the key and the known keys, so a misspelt
+        hyperparameter cannot silently fall back to its default and skew a comparison."""
+        preset = next((name for name, values in self.presets.items() if values == params), None)
+        where = f"method {self.name!r}" + (f" preset {preset!r}" if preset else "")
+        return self._validated(params, where)
+
+    def _validated(self, params: dict[str, Any], where: str) -> Any:
+        merged = {**self.presets["default"], **params}
+        if self.Params is not None:
+            return validate(self.Params, merged, where, "parameter")
+        known = {key for values in self.presets.values() for key in values}
+        unknown = [key for key in params if key not in known]
+        if unknown:
+            raise OptionsError(f"{where}: {unknown_keys(unknown, known, 'parameter')}")
+        return merged
+
+    def stored_params(self, preset: str) -> str:
+        """``preset``'s parameters as every run of it stores them (JSON, keys sorted): what a
+        replay compares with to tell whether the preset still means what it meant then."""
+        return json.dumps(self.presets[preset], sort_keys=True)
+
     def supervision_of(self, preset: str) -> str:
         """The supervision a run under ``preset`` used: a preset may set ``"supervision"`` (a
         learning method trained with and without labels), otherwise the method's own."""
@@ -84,10 +119,14 @@ class Method:
         if self.supervision not in SUPERVISION:
             problems.append(f"supervision {self.supervision!r} is not one of {SUPERVISION}")
         if "default" not in self.presets:
-            problems.append("has no 'default' preset")
+            return [*problems, "has no 'default' preset"]
         for preset in self.presets:
             if self.supervision_of(preset) not in SUPERVISION:
                 problems.append(f"preset {preset!r}: supervision is not one of {SUPERVISION}")
+            try:
+                self._validated(self.presets[preset], f"preset {preset!r}")
+            except OptionsError as exc:
+                problems.append(str(exc))
         return problems
 
 

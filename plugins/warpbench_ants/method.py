@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from warpbench import Method
+from warpbench.options import Settings
 from warpbench.spatial import as_numpy
 from warpbench_ants.fields import pullback_from_transforms
 
@@ -25,6 +28,23 @@ def import_ants():
     return ants
 
 
+class AntsSynParams(Settings):
+    """The parameters of :class:`AntsSynMethod`: the arguments of ``ants.registration``."""
+
+    type_of_transform: str
+    """antspyx's transform: "SyN" (after its affine stage), "SyNOnly", ..."""
+    syn_metric: Literal["CC", "mattes", "meansquares", "demons"]
+    syn_sampling: PositiveInt
+    """The metric's parameter: the CC radius in voxels, or the number of MI bins."""
+    reg_iterations: list[NonNegativeInt]
+    """Iterations per level, coarse to fine."""
+    grad_step: PositiveFloat
+    flow_sigma: NonNegativeFloat
+    """Voxels; smooths each update."""
+    total_sigma: NonNegativeFloat
+    """Voxels; smooths the total field."""
+
+
 class AntsSynMethod(Method):
     name = "ants-syn"
     family = "classical"
@@ -33,6 +53,7 @@ class AntsSynMethod(Method):
         "ANTs symmetric normalisation (SyN) through antspyx; needs antspyx "
         "(pip install 'warpbench[ants]')."
     )
+    Params = AntsSynParams
     presets = {
         # antsRegistrationSyN.sh's deformable stage, after antspyx's affine stage ("SyN"):
         # SyN[0.1,3,0] driven by cross-correlation of radius 4, 100x70x50x20 iterations at
@@ -71,12 +92,8 @@ class AntsSynMethod(Method):
         """Run antspyx on the CPU (ANTs has no GPU path; ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS sets
         its threads) on images of unit spacing and identity direction, the voxel grid itself,
         and return the composed forward transform as a voxel pull-back field."""
+        settings = self.resolve(params)
         ants = import_ants()
-        unknown = set(params) - set(self.presets["default"])
-        if unknown:
-            raise ValueError(f"method 'ants-syn': unknown parameters {sorted(unknown)} "
-                             f"(known: {', '.join(self.presets['default'])})")
-        settings = {**self.presets["default"], **params}
         fixed_image = ants.from_numpy(np.ascontiguousarray(as_numpy(fixed), dtype=np.float32))
         moving_image = ants.from_numpy(np.ascontiguousarray(as_numpy(moving), dtype=np.float32))
         # Every file antspyx writes (the fwdtransforms and invtransforms, the composed field)
@@ -84,13 +101,13 @@ class AntsSynMethod(Method):
         with tempfile.TemporaryDirectory(prefix="warpbench-ants-") as folder:
             result = ants.registration(
                 fixed_image, moving_image,
-                type_of_transform=settings["type_of_transform"],
-                syn_metric=settings["syn_metric"],
-                syn_sampling=settings["syn_sampling"],
-                reg_iterations=tuple(settings["reg_iterations"]),
-                grad_step=settings["grad_step"],
-                flow_sigma=settings["flow_sigma"],
-                total_sigma=settings["total_sigma"],
+                type_of_transform=settings.type_of_transform,
+                syn_metric=settings.syn_metric,
+                syn_sampling=settings.syn_sampling,
+                reg_iterations=tuple(settings.reg_iterations),
+                grad_step=settings.grad_step,
+                flow_sigma=settings.flow_sigma,
+                total_sigma=settings.total_sigma,
                 outprefix=str(Path(folder) / "reg_"),
             )
             return pullback_from_transforms(ants, fixed_image, result["fwdtransforms"], folder)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import PositiveFloat, PositiveInt
 
 from warpbench import Method
 from warpbench.spatial import as_tensor, identity_grid, warp_tensor
 from warpbench_classical.filters import shrink_image
-from warpbench_classical.losses import make_loss, to_unit_range
-from warpbench_classical.schedule import Convergence, per_scale, resolve_params
+from warpbench_classical.losses import Loss, make_loss, to_unit_range
+from warpbench_classical.schedule import Convergence, ScheduleParams, per_scale
+
+
+class AffineParams(ScheduleParams):
+    """The parameters of :class:`AffineMethod`."""
+
+    learning_rate: PositiveFloat
+    """Adam's step, in normalised units (0.01 is about 0.3 voxel on a 64-voxel axis)."""
+    loss: Loss
+    lncc_window: PositiveInt
+    """Voxels per side of the LNCC window, used when the loss is "lncc"."""
 
 
 def normalised_grid(shape, device=None) -> torch.Tensor:
@@ -33,20 +42,20 @@ def affine_displacement(matrix: torch.Tensor, shape) -> torch.Tensor:
     return ((mapped - grid) * half_sizes.view(3, 1, 1, 1)).unsqueeze(0)
 
 
-def fit_affine(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+def fit_affine(fixed: torch.Tensor, moving: torch.Tensor, settings: AffineParams) -> torch.Tensor:
     """The 3x4 matrix (normalised coordinates) that best aligns ``moving`` to ``fixed``, both
     (1, 1, D, H, W) on one device; ``settings`` is a resolved :class:`AffineMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
-    scales = settings["scales"]
-    iterations = per_scale(settings["iterations"], scales, "iterations")
+    scales = settings.scales
+    iterations = per_scale(settings.iterations, scales)
     # Optimise the offset from the identity, so that zero means "no transform".
     offset = torch.zeros(3, 4, device=fixed.device, requires_grad=True)
     identity = torch.eye(3, 4, device=fixed.device)
-    optimiser = torch.optim.Adam([offset], lr=settings["learning_rate"])
+    optimiser = torch.optim.Adam([offset], lr=settings.learning_rate)
     for scale, steps in zip(scales, iterations):
         fixed_s, moving_s = shrink_image(fixed, scale), shrink_image(moving, scale)
-        loss_fn = make_loss(settings["loss"], fixed_s, settings["lncc_window"])
-        convergence = Convergence(settings["check_every"], settings["tolerance"])
+        loss_fn = make_loss(settings.loss, fixed_s, settings.lncc_window)
+        convergence = Convergence(settings.check_every, settings.tolerance)
         for iteration in range(1, steps + 1):
             optimiser.zero_grad(set_to_none=True)
             with torch.enable_grad():  # callers may hold no_grad, e.g. greedy's initialisation
@@ -68,6 +77,7 @@ class AffineMethod(Method):
         "Global affine (12 parameters) by coarse-to-fine Adam on normalised cross-correlation; "
         "the linear baseline that deformable methods have to beat."
     )
+    Params = AffineParams
     presets = {
         "default": {
             "scales": [2, 1],  # shrink factors, coarse to fine
@@ -82,7 +92,7 @@ class AffineMethod(Method):
 
     def register(self, fixed, moving, params, device):
         """Fit the affine and return it as the dense voxel displacement it induces."""
-        settings = resolve_params(self.presets["default"], params, self.name)
+        settings = self.resolve(params)
         fixed_t = as_tensor(fixed, device)[None, None]
         moving_t = as_tensor(moving, device)[None, None]
         matrix = fit_affine(fixed_t, moving_t, settings)

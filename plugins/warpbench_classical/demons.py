@@ -10,24 +10,17 @@ intensities directly, so it suits pairs of one modality with comparable intensit
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from warpbench.spatial import compose, warp_tensor
 
-from warpbench_classical.dense import DenseMethod, preset_family
+from warpbench_classical.dense import DenseMethod, DenseParams, preset_family
 from warpbench_classical.diffeomorphisms import exponentiate
 from warpbench_classical.filters import gaussian_blur, spatial_gradient
 from warpbench_classical.losses import per_pair_mean, to_unit_range
-from warpbench_classical.pyramid import (
-    coarse_to_fine,
-    initial_moving_displacement,
-    level_settings,
-)
+from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement
 from warpbench_classical.schedule import ActivePairs, Convergence
 
-# Settings that may take one value per scale.
-PER_SCALE = ("iterations", "fluid_sigma", "diffusion_sigma")
 # Guards the force's denominator where both the gradient and the difference vanish.
 FORCE_EPS = 1e-9
 
@@ -42,28 +35,43 @@ def demons_force(fixed, moved, fixed_gradient, max_step: float) -> torch.Tensor:
     return difference * gradient / (denominator + FORCE_EPS)
 
 
-def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
+class DemonsParams(DenseParams):
+    """The parameters of :class:`DemonsMethod`."""
+
+    per_scale = ("iterations", "fluid_sigma", "diffusion_sigma")
+
+    max_step: PositiveFloat
+    """Voxels; a force is at most half of it long."""
+    fluid_sigma: NonNegativeFloat | list[NonNegativeFloat]
+    """Voxels; smooths each update; a list gives one per scale."""
+    diffusion_sigma: NonNegativeFloat | list[NonNegativeFloat]
+    """Voxels; smooths the accumulated map; a list gives one per scale."""
+    squarings: NonNegativeInt
+    """Scaling and squaring steps exponentiating each update."""
+
+
+def _refine_level(fixed, moving, disp, level: DemonsParams) -> torch.Tensor:
     """Refine ``disp`` (N, 3, d, h, w) on one level of the pyramid and return it."""
     fixed_gradient = spatial_gradient(fixed)
-    convergence = Convergence(level["check_every"], level["tolerance"])
+    convergence = Convergence(level.check_every, level.tolerance)
     pairs = ActivePairs(len(disp), disp.device)
-    for iteration in range(1, level["iterations"] + 1):
+    for iteration in range(1, level.iterations + 1):
         moved = warp_tensor(moving, disp)
-        update = demons_force(fixed, moved, fixed_gradient, level["max_step"])
-        update = exponentiate(gaussian_blur(update, level["fluid_sigma"]), level["squarings"])
-        disp = pairs.update(gaussian_blur(compose(disp, update), level["diffusion_sigma"]), disp)
+        update = demons_force(fixed, moved, fixed_gradient, level.max_step)
+        update = exponentiate(gaussian_blur(update, level.fluid_sigma), level.squarings)
+        disp = pairs.update(gaussian_blur(compose(disp, update), level.diffusion_sigma), disp)
         if pairs.stop(convergence.converged(iteration, per_pair_mean((fixed - moved) ** 2))):
             break
     return disp
 
 
-def demons_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
+def demons_register(fixed: torch.Tensor, moving: torch.Tensor, settings: DemonsParams):
     """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
     ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
     :class:`DemonsMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
     disp = initial_moving_displacement(fixed, moving, settings)
-    return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)
+    return coarse_to_fine(fixed, moving, disp, settings, _refine_level)
 
 
 class DemonsMethod(DenseMethod):
@@ -73,6 +81,7 @@ class DemonsMethod(DenseMethod):
         "Diffeomorphic demons (Vercauteren et al. 2009): symmetric demons forces, Gaussian "
         "fluid and diffusion smoothing, updates exponentiated and composed, coarse to fine."
     )
+    Params = DemonsParams
     presets = preset_family({
         "scales": [4, 2, 1],  # shrink factors, coarse to fine
         "iterations": [200, 100, 50],  # at most, per scale

@@ -1,4 +1,5 @@
-"""What greedy, syn and demons share as methods: one preset family and one way into torch.
+"""What greedy, syn and demons share as methods: one preset family, the parameters of a dense
+field's schedule, and one way into torch.
 
 Each keeps its own ``default`` (tuned for accuracy); ``fast`` and ``literature`` are derived from
 it the same way for all three, so the instrumentation-bias axis means the same thing for each.
@@ -14,7 +15,7 @@ import torch
 from warpbench import Method
 from warpbench.spatial import as_tensor
 
-from warpbench_classical.schedule import resolve_params
+from warpbench_classical.schedule import ScheduleParams
 
 #: The weak settings of earlier comparisons: a short schedule and a loose stop (and mean squares,
 #: for a method whose default loss is another).
@@ -36,12 +37,20 @@ def preset_family(default: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"default": default, "fast": {**default, **FAST}, "literature": literature}
 
 
+class DenseParams(ScheduleParams):
+    """The parameters every dense deformable method has."""
+
+    affine_init: bool
+    """Start from the affine method's default fit instead of the identity."""
+
+
 class DenseMethod(Method):
     """A dense deformable method whose ``optimise(fixed, moving, settings)`` takes images
-    (N, 1, D, H, W) and returns fields (N, 3, D, H, W), each pair optimised on its own."""
+    (N, 1, D, H, W) and its resolved ``Params`` (a :class:`DenseParams`) and returns fields
+    (N, 3, D, H, W), each pair optimised on its own."""
 
     family = "classical"
-    optimise: Callable[[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
+    optimise: Callable[[torch.Tensor, torch.Tensor, DenseParams], torch.Tensor]
 
     def register(self, fixed, moving, params, device):
         """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
@@ -50,7 +59,7 @@ class DenseMethod(Method):
     def register_batch(self, pairs, params, device):
         """Register the pairs as one batch: the same fields as one by one (a pair that converges
         first is frozen), in one pass of the GPU's kernels instead of several."""
-        settings = resolve_params(self.presets["default"], params, self.name)
+        settings = self.resolve(params)
         with torch.no_grad():
             fixed_t = torch.stack([as_tensor(fixed, device) for fixed, _ in pairs])[:, None]
             moving_t = torch.stack([as_tensor(moving, device) for _, moving in pairs])[:, None]

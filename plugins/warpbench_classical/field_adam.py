@@ -1,13 +1,15 @@
-"""Adam's per-voxel step normalisation for dense displacement fields, shared by greedy and syn."""
+"""Adam's per-voxel step normalisation for dense displacement fields, shared by greedy and syn,
+and the parameters of their compositive steps."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from warpbench.spatial import compose
 
+from warpbench_classical.dense import DenseParams
 from warpbench_classical.filters import gaussian_blur
+from warpbench_classical.losses import Loss
 
 # Adam's moment decay rates (the usual ones).
 ADAM_BETAS = (0.9, 0.999)
@@ -16,6 +18,21 @@ ADAM_BETAS = (0.9, 0.999)
 # proportionally shorter steps instead of being normalised up to full ones, so the float32
 # rounding noise of a pair of identical images leaves them (almost) still.
 ADAM_EPS = 0.3
+
+
+class CompositiveParams(DenseParams):
+    """The parameters of greedy and syn: a loss, and Adam-normalised steps that are smoothed and
+    composed onto the field (:meth:`FieldAdam.compose_step`)."""
+
+    learning_rate: PositiveFloat
+    """Voxels of the current scale per step and component, at most."""
+    loss: Loss
+    lncc_window: PositiveInt | list[PositiveInt]
+    """Voxels per side of the LNCC window."""
+    gradient_sigma: NonNegativeFloat
+    """Voxels; smooths each update (fluid regularisation)."""
+    warp_sigma: NonNegativeFloat
+    """Voxels; smooths the field after each update (elastic regularisation)."""
 
 
 class FieldAdam:
@@ -37,10 +54,12 @@ class FieldAdam:
         denominator = self.second.sqrt().add_(ADAM_EPS * root_c2)
         return self.first.div(denominator).mul_(root_c2 / (1 - beta1**self.steps))
 
-    def compose_step(self, field: torch.Tensor, gradient: torch.Tensor, level: dict[str, Any]) -> torch.Tensor:
+    def compose_step(self, field: torch.Tensor, gradient: torch.Tensor,
+                     level: CompositiveParams) -> torch.Tensor:
         """The compositive update greedy and syn share: the Adam direction of ``gradient`` (per
         voxel), smoothed over ``gradient_sigma`` (fluid), ``learning_rate`` long, composed onto
-        ``field``, which is then smoothed over ``warp_sigma`` (elastic)."""
-        step = gaussian_blur(self.direction(gradient), level["gradient_sigma"])
-        step.mul_(-level["learning_rate"])
-        return gaussian_blur(compose(field, step), level["warp_sigma"])
+        ``field``, which is then smoothed over ``warp_sigma`` (elastic); ``level`` is one
+        level's settings."""
+        step = gaussian_blur(self.direction(gradient), level.gradient_sigma)
+        step.mul_(-level.learning_rate)
+        return gaussian_blur(compose(field, step), level.warp_sigma)

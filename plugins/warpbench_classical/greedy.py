@@ -11,34 +11,31 @@ result a diffeomorphism up to interpolation error.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from warpbench.spatial import warp_tensor
 
 from warpbench_classical.dense import DenseMethod, preset_family
-from warpbench_classical.field_adam import FieldAdam
+from warpbench_classical.field_adam import CompositiveParams, FieldAdam
 from warpbench_classical.losses import make_loss, to_unit_range
-from warpbench_classical.pyramid import (
-    coarse_to_fine,
-    initial_moving_displacement,
-    level_settings,
-)
+from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement
 from warpbench_classical.schedule import ActivePairs, Convergence
 
-# Settings that may take one value per scale.
-PER_SCALE = ("iterations", "lncc_window")
+
+class GreedyParams(CompositiveParams):
+    """The parameters of :class:`GreedyMethod`."""
+
+    per_scale = ("iterations", "lncc_window")
 
 
-def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
+def _refine_level(fixed, moving, disp, level: GreedyParams) -> torch.Tensor:
     """Refine ``disp`` (N, 3, d, h, w) on one level of the pyramid and return it."""
-    loss_fn = make_loss(level["loss"], fixed, level["lncc_window"])
+    loss_fn = make_loss(level.loss, fixed, level.lncc_window)
     adam = FieldAdam(disp)
-    convergence = Convergence(level["check_every"], level["tolerance"])
+    convergence = Convergence(level.check_every, level.tolerance)
     pairs = ActivePairs(len(disp), disp.device)
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = moving[0, 0].numel()
-    for iteration in range(1, level["iterations"] + 1):
+    for iteration in range(1, level.iterations + 1):
         current = disp.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = loss_fn(warp_tensor(moving, current))
@@ -49,13 +46,13 @@ def _refine_level(fixed, moving, disp, level: dict[str, Any]) -> torch.Tensor:
     return disp
 
 
-def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
+def greedy_register(fixed: torch.Tensor, moving: torch.Tensor, settings: GreedyParams):
     """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
     ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
     :class:`GreedyMethod` preset."""
     fixed, moving = to_unit_range(fixed, moving)
     disp = initial_moving_displacement(fixed, moving, settings)
-    return coarse_to_fine(fixed, moving, disp, level_settings(settings, PER_SCALE), _refine_level)
+    return coarse_to_fine(fixed, moving, disp, settings, _refine_level)
 
 
 class GreedyMethod(DenseMethod):
@@ -65,6 +62,7 @@ class GreedyMethod(DenseMethod):
         "Greedy diffeomorphic registration (compositive Adam updates, Gaussian-smoothed) with "
         "local normalised cross-correlation, coarse to fine; a FireANTs-style classical baseline."
     )
+    Params = GreedyParams
     presets = preset_family({
         "scales": [4, 2, 1],  # shrink factors, coarse to fine
         "iterations": [200, 100, 30],  # at most, per scale

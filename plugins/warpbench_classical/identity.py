@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from warpbench import Method
+from warpbench.options import Settings
 
 
 class IdentityMethod(Method):
@@ -12,8 +13,10 @@ class IdentityMethod(Method):
     family = "baseline"
     version = "1"
     description = "No registration (zero displacement): the overlap the pair has to begin with."
+    Params = Settings  # no parameters: any key is a mistake
     presets = {"default": {}}
 
     def register(self, fixed, moving, params, device):
         """A zero field of the pair's shape, on ``device``."""
+        self.resolve(params)
         return torch.zeros(3, *fixed.shape, device=device, dtype=torch.float32)

@@ -9,6 +9,7 @@ images both move, builds one per iteration with gradients on, so that they flow 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -124,6 +125,7 @@ def to_unit_range(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tens
 
 
 LOSSES = ("lncc", "ncc", "mse", "mi")
+Loss = Literal[LOSSES]
 
 
 def make_loss(name: str, fixed: torch.Tensor, window: int, bins: int = 32) -> LossFn:

@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 import torch
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+
+from warpbench.options import Settings
 
 
-def resolve_params(defaults: dict[str, Any], params: dict[str, Any], method: str) -> dict[str, Any]:
-    """``params`` over ``defaults``; an unknown key is an error, so a misspelt hyperparameter
-    cannot silently fall back to its default and skew a comparison."""
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(f"{method}: unknown parameters {unknown}; known are {sorted(defaults)}")
-    return {**defaults, **params}
+class ScheduleParams(Settings):
+    """The coarse-to-fine schedule and the stop that every optimising method's parameters
+    share. A parameter named in ``per_scale`` takes a value for every scale or one list entry
+    per scale."""
+
+    #: The parameters that may be a list with one value per scale.
+    per_scale: ClassVar[tuple[str, ...]] = ("iterations",)
+
+    scales: list[PositiveInt] = Field(min_length=1)
+    """Shrink factors, coarse to fine."""
+    iterations: NonNegativeInt | list[NonNegativeInt]
+    """At most this many iterations per scale."""
+    check_every: PositiveInt
+    """Iterations between convergence checks."""
+    tolerance: NonNegativeFloat
+    """Relative loss improvement per check below which a scale stops."""
+
+    @model_validator(mode="after")
+    def _one_value_per_scale(self):
+        for key in self.per_scale:
+            value = getattr(self, key)
+            if isinstance(value, list) and len(value) != len(self.scales):
+                raise ValueError(f"{key} has {len(value)} values for {len(self.scales)} scales")
+        return self
 
 
-def per_scale(value, scales, name: str) -> list:
-    """One value per scale: a scalar applies to every scale, a list must name one for each."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != len(scales):
-            raise ValueError(f"{name} has {len(value)} values for {len(scales)} scales")
-        return list(value)
-    return [value] * len(scales)
+def per_scale(value, scales) -> list:
+    """One value per scale: a scalar applies to every scale, a list (as long as ``scales``, which
+    :class:`ScheduleParams` checks) gives each its own."""
+    return list(value) if isinstance(value, list) else [value] * len(scales)
 
 
 class Convergence:

@@ -12,41 +12,44 @@ smoothed (elastic). The answer, moving -> fixed, is
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import NonNegativeInt, PositiveFloat
 from warpbench.spatial import compose, warp_tensor
 
 from warpbench_classical.dense import DenseMethod, preset_family
 from warpbench_classical.diffeomorphisms import invert
-from warpbench_classical.field_adam import FieldAdam
+from warpbench_classical.field_adam import CompositiveParams, FieldAdam
 from warpbench_classical.losses import make_loss, to_unit_range
-from warpbench_classical.pyramid import (
-    coarse_to_fine,
-    initial_moving_displacement,
-    level_settings,
-)
+from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement
 from warpbench_classical.schedule import ActivePairs, Convergence
 
-# Settings that may take one value per scale.
-PER_SCALE = ("iterations", "lncc_window", "learning_rate")
+
+class SynParams(CompositiveParams):
+    """The parameters of :class:`SynMethod`."""
+
+    per_scale = ("iterations", "lncc_window", "learning_rate")
+
+    learning_rate: PositiveFloat | list[PositiveFloat]
+    """Voxels per step and component per half-warp, at most; a list gives one per scale."""
+    inverse_iterations: NonNegativeInt
+    """Fixed-point iterations inverting the fixed half-warp."""
 
 
-def _refine_level(fixed, moving, halves, level: dict[str, Any]) -> torch.Tensor:
+def _refine_level(fixed, moving, halves, level: SynParams) -> torch.Tensor:
     """Refine the half-warps ``halves`` (2 N, 3, d, h, w: the fixed images', then the moving
     images') of the N pairs on one level."""
     count = len(fixed)
     images = torch.cat([fixed, moving])
     adam = FieldAdam(halves)
-    convergence = Convergence(level["check_every"], level["tolerance"])
+    convergence = Convergence(level.check_every, level.tolerance)
     pairs = ActivePairs(count, halves.device)
     # The loss is a mean over voxels; undoing the 1 / voxels keeps ADAM_EPS's meaning per level.
     voxels = fixed[0, 0].numel()
-    for iteration in range(1, level["iterations"] + 1):
+    for iteration in range(1, level.iterations + 1):
         current = halves.detach().requires_grad_(True)
         with torch.enable_grad():
             fixed_mid, moving_mid = warp_tensor(images, current).split(count)
-            loss = make_loss(level["loss"], fixed_mid, level["lncc_window"])(moving_mid)
+            loss = make_loss(level.loss, fixed_mid, level.lncc_window)(moving_mid)
             (gradient,) = torch.autograd.grad(loss.sum(), current)  # each pair its own
         halves = pairs.update(adam.compose_step(halves, gradient.mul_(voxels), level), halves)
         if pairs.stop(convergence.converged(iteration, loss)):
@@ -54,7 +57,7 @@ def _refine_level(fixed, moving, halves, level: dict[str, Any]) -> torch.Tensor:
     return halves
 
 
-def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]):
+def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: SynParams):
     """The pull-back voxel displacements (N, 3, D, H, W) aligning each ``moving`` image to its
     ``fixed`` one, both (N, 1, D, H, W) on one device; ``settings`` is a resolved
     :class:`SynMethod` preset. An affine start goes into the moving half-warp, so the middle
@@ -62,10 +65,9 @@ def syn_register(fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, 
     fixed, moving = to_unit_range(fixed, moving)
     start = initial_moving_displacement(fixed, moving, settings)
     halves = torch.cat([torch.zeros_like(start), start])
-    levels = level_settings(settings, PER_SCALE)
-    halves = coarse_to_fine(fixed, moving, halves, levels, _refine_level)
+    halves = coarse_to_fine(fixed, moving, halves, settings, _refine_level)
     to_fixed, to_moving = halves.split(len(fixed))
-    return compose(to_moving, invert(to_fixed, settings["inverse_iterations"]))
+    return compose(to_moving, invert(to_fixed, settings.inverse_iterations))
 
 
 class SynMethod(DenseMethod):
@@ -75,6 +77,7 @@ class SynMethod(DenseMethod):
         "Symmetric diffeomorphic registration: two half-warps to a middle space, compositive "
         "Adam updates, Gaussian-smoothed, coarse to fine; a FireANTs-style SyN."
     )
+    Params = SynParams
     presets = preset_family({
         "scales": [4, 2, 1],  # shrink factors, coarse to fine
         "iterations": [200, 100, 50],  # at most, per scale

@@ -7,9 +7,10 @@ them. Each subject is brought onto the common ``grid`` by centring (zero padding
 the volume is larger: a crop that would cut off labelled voxels is an error), its affine shifted
 so that every voxel keeps its world position, and its intensities normalised per volume.
 
-Options: ``root`` (relative to the folder of ``datasets.yaml``), ``grid`` (e.g. [48, 64, 48];
-without it all subjects must share the first one's shape), ``labels`` ({1: name, ...}),
-``limit`` (the first N subjects, for quick runs), plus the shared ``split`` and ``pairs``.
+Options (:class:`DecathlonOptions`): ``root`` (relative to the folder of ``datasets.yaml``),
+``grid`` (e.g. [48, 64, 48]; without it all subjects must share the first one's shape),
+``labels`` ({1: name, ...}), ``limit`` (the first N subjects, for quick runs), plus the shared
+``split`` and ``pairs``.
 """
 
 from __future__ import annotations
@@ -17,19 +18,50 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import nibabel as nib
 import numpy as np
+from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError
 
-from warpbench.datasets import Dataset, Subject
+from warpbench.datasets import Dataset, DatasetOptions, Subject
 from warpbench.hookspecs import hookimpl
+from warpbench.options import describe, must_be
 from warpbench_decathlon.volumes import centre_offset, normalise_intensity, place, shift_affine
 
 SUFFIX = ".nii.gz"
-OWN_OPTIONS = {"root", "grid", "labels", "limit"}
 #: How many missing label files an availability message names.
 SHOWN = 5
+
+
+def _evaluated(labels: dict[int, str]) -> dict[int, str]:
+    """The labels in value order without the background (0), which is never evaluated."""
+    evaluated = {value: name for value, name in sorted(labels.items()) if value != 0}
+    if not evaluated or min(evaluated) < 0:
+        raise ValueError("no positive label values")
+    return evaluated
+
+
+Count = Annotated[StrictInt, Field(ge=1)]
+LabelNames = Annotated[dict[int, str], AfterValidator(_evaluated),
+                       must_be("a mapping of positive label values to names")]
+#: The same check for a dataset.json's labels as for the block's.
+LABEL_NAMES = TypeAdapter(LabelNames)
+
+
+class DecathlonOptions(DatasetOptions):
+    """Subjects in the Medical Segmentation Decathlon / Learn2Reg layout:
+    ``<root>/imagesTr/NAME.nii.gz`` and ``<root>/labelsTr/NAME.nii.gz``."""
+
+    root: Annotated[str, Field(min_length=1), must_be("a folder path")]
+    """The folder holding imagesTr/ and labelsTr/, relative to the folder of datasets.yaml."""
+    grid: Annotated[tuple[Count, Count, Count], must_be("3 positive integers")] | None = None
+    """The shape every subject is centred onto (default: the first subject's, which every
+    subject must then share)."""
+    labels: LabelNames | None = None
+    """{value: name} of the evaluated labels (default: those of the root's dataset.json)."""
+    limit: Annotated[Count, must_be("a positive integer")] | None = None
+    """Only the first N subjects, for quick runs."""
 
 
 class DecathlonDataset(Dataset):
@@ -37,21 +69,16 @@ class DecathlonDataset(Dataset):
 
     kind = "decathlon"
     version = "1"
+    Options = DecathlonOptions
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         super().__init__(name, options, base_dir)
-        self.reject_unknown_options(OWN_OPTIONS)
-        root = self.options.get("root")
-        if not isinstance(root, (str, Path)) or not str(root):
-            self.fail(f"needs 'root', the folder holding imagesTr/ and labelsTr/, got {root!r}")
-        self.root = self.base_dir / Path(root)
-        self._grid = self._parse_grid(self.options.get("grid"))
-        self.limit = self._parse_limit(self.options.get("limit"))
+        self.root = self.base_dir / self.settings.root
         info = self._read_dataset_json()
-        self.labels = self._parse_labels(self.options.get("labels"), info)
-        if "license" not in self.options:
+        self.labels = self._evaluated_labels(info)
+        if self.settings.license is None:
             self.license = str(info.get("licence", info.get("license", "")))
-        if "citation" not in self.options:
+        if self.settings.citation is None:
             self.citation = str(info.get("reference", ""))
 
     # --- the Dataset interface -----------------------------------------------------------------
@@ -63,7 +90,8 @@ class DecathlonDataset(Dataset):
         names = sorted(
             p.name[: -len(SUFFIX)] for p in images.glob(f"*{SUFFIX}") if not p.name.startswith(".")
         )
-        return names[: self.limit] if self.limit else names
+        limit = self.settings.limit
+        return names[:limit] if limit else names
 
     def availability(self) -> tuple[bool, str]:
         if not self.root.is_dir():
@@ -90,7 +118,7 @@ class DecathlonDataset(Dataset):
             raise ValueError(
                 f"{label_path} has shape {labels.shape} but its image {image_path} has {image.shape}"
             )
-        if self._grid is None and image.shape != self.grid:
+        if self.settings.grid is None and image.shape != self.grid:
             raise ValueError(
                 f"{image_path} has shape {image.shape}, unlike the first subject's {self.grid}; "
                 "set 'grid' so every subject is centred onto one shape"
@@ -113,8 +141,8 @@ class DecathlonDataset(Dataset):
     @cached_property
     def grid(self) -> tuple[int, int, int]:
         """The common shape: the ``grid`` option, or else the first subject's shape."""
-        if self._grid is not None:
-            return self._grid
+        if self.settings.grid is not None:
+            return self.settings.grid
         ids = self.all_subjects()
         if not ids:
             raise ValueError(f"dataset {self.name!r}: no subjects under {self.root}")
@@ -136,46 +164,21 @@ class DecathlonDataset(Dataset):
         except (OSError, ValueError) as exc:
             self.fail(f"cannot read {path}: {exc}")
 
-    def _parse_grid(self, grid) -> tuple[int, int, int] | None:
-        if grid is None:
-            return None
-        if not (
-            isinstance(grid, (list, tuple))
-            and len(grid) == 3
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in grid)
-        ):
-            self.fail(f"grid must be 3 positive integers, got {grid!r}")
-        return tuple(grid)
-
-    def _parse_limit(self, limit) -> int | None:
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            self.fail(f"limit must be a positive integer, got {limit!r}")
-        return limit
-
-    def _parse_labels(self, labels, info: dict[str, Any]) -> dict[int, str]:
-        source = "labels"
-        if labels is None and "labels" in info:
-            labels, source = info["labels"], f"{self.root / 'dataset.json'} labels"
-        if labels is None:
-            if self.root.is_dir():
-                self.fail(
-                    f"has no dataset.json under {self.root}, so it needs "
-                    "'labels: {1: name, 2: name, ...}' naming the label values to evaluate"
-                )
-            return {}  # availability() says the root is missing
-        if not isinstance(labels, dict):
-            self.fail(f"{source} must map label values to names, got {labels!r}")
-        parsed = {}
-        for value, label_name in labels.items():
+    def _evaluated_labels(self, info: dict[str, Any]) -> dict[int, str]:
+        """The block's ``labels``, else those of ``dataset.json`` (``info``)."""
+        if self.settings.labels is not None:
+            return self.settings.labels
+        if "labels" in info:
             try:
-                number = int(value)
-            except (TypeError, ValueError):
-                self.fail(f"{source}: {value!r} is not an integer label value")
-            if number != 0:  # background is never evaluated
-                parsed[number] = str(label_name)
-        if not parsed or min(parsed) < 0:
-            self.fail(f"{source} must name positive label values, got {labels!r}")
-        return dict(sorted(parsed.items()))
+                return LABEL_NAMES.validate_python(info["labels"])
+            except ValidationError as exc:
+                self.fail(f"{self.root / 'dataset.json'} labels: {describe(exc, None, 'label')}")
+        if self.root.is_dir():
+            self.fail(
+                f"has no dataset.json under {self.root}, so it needs "
+                "'labels: {1: name, 2: name, ...}' naming the label values to evaluate"
+            )
+        return {}  # availability() says the root is missing
 
 
 def _read_header(path: Path):

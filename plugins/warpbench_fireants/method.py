@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from warpbench import Method
+from warpbench.options import Settings
 from warpbench.spatial import as_numpy
 from warpbench_fireants.fields import pullback_from_coordinates
 
@@ -32,11 +34,30 @@ def import_fireants(method: str) -> SimpleNamespace:
         classes={"greedy": greedy.GreedyRegistration, "syn": syn.SyNRegistration})
 
 
+class FireantsParams(Settings):
+    """The parameters of both FireANTs methods: the arguments of its registration classes."""
+
+    scales: list[PositiveInt]
+    """Shrink factors, coarse to fine."""
+    iterations: list[NonNegativeInt]
+    """Iterations per scale."""
+    loss: str
+    """FireANTs' loss_type: "cc" (local normalised cross-correlation), "mi", "mse", ..."""
+    cc_kernel_size: PositiveInt
+    """Voxels per side of the CC window."""
+    learning_rate: PositiveFloat
+    smooth_grad_sigma: NonNegativeFloat
+    """Voxels; smooths each update."""
+    smooth_warp_sigma: NonNegativeFloat
+    """Voxels; smooths the accumulated warp."""
+
+
 class _FireantsMethod(Method):
     """One FireANTs deformable registration class behind the warpbench method contract."""
 
     family = "classical"
     version = "1"
+    Params = FireantsParams
     #: Which FireANTs class runs it: "greedy" or "syn".
     algorithm: str
 
@@ -51,12 +72,8 @@ class _FireantsMethod(Method):
     def register(self, fixed, moving, params, device):
         """Run the FireANTs schedule in ``params`` on ``device`` with images of unit spacing and
         identity direction (the voxel grid itself), and return its warp as a voxel pull-back."""
+        settings = self.resolve(params)
         fireants = import_fireants(self.name)
-        unknown = set(params) - set(self.presets["default"])
-        if unknown:
-            raise ValueError(f"method {self.name!r}: unknown parameters {sorted(unknown)} "
-                             f"(known: {', '.join(self.presets['default'])})")
-        settings = {**self.presets["default"], **params}
         if min(fixed.shape) < fireants.min_size:
             # FireANTs sizes every pyramid level at least min_size per axis, which on a smaller
             # image mismatches its own full-resolution level.
@@ -74,17 +91,17 @@ class _FireantsMethod(Method):
 
         fixed_batch, moving_batch = batch(fixed), batch(moving)
         registration = fireants.classes[self.algorithm](
-            scales=list(settings["scales"]),
-            iterations=list(settings["iterations"]),
+            scales=list(settings.scales),
+            iterations=list(settings.iterations),
             fixed_images=fixed_batch,
             moving_images=moving_batch,
-            loss_type=settings["loss"],
-            cc_kernel_size=settings["cc_kernel_size"],
+            loss_type=settings.loss,
+            cc_kernel_size=settings.cc_kernel_size,
             deformation_type="compositive",
             optimizer="Adam",
-            optimizer_lr=settings["learning_rate"],
-            smooth_grad_sigma=settings["smooth_grad_sigma"],
-            smooth_warp_sigma=settings["smooth_warp_sigma"],
+            optimizer_lr=settings.learning_rate,
+            smooth_grad_sigma=settings.smooth_grad_sigma,
+            smooth_warp_sigma=settings.smooth_warp_sigma,
             progress_bar=False,
         )
         with torch.enable_grad():

@@ -6,24 +6,23 @@ the loss is the unsupervised training loss, since the pair's labels are not know
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from warpbench_learning.integrate import displacement
 from warpbench_learning.losses import registration_loss
+from warpbench_learning.params import UNetParams
 
 
 def instance_optimise(
-    velocity: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor, settings: dict[str, Any]
+    velocity: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor, settings: UNetParams
 ) -> torch.Tensor:
     """``velocity`` (1, 3, D, H, W) after ``io_steps`` Adam steps of ``io_learning_rate`` voxels
     on the unsupervised loss of ``fixed`` and ``moving``."""
     velocity = velocity.detach().clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([velocity], lr=settings["io_learning_rate"])
+    optimiser = torch.optim.Adam([velocity], lr=settings.io_learning_rate)
     with torch.enable_grad():
-        for _ in range(settings["io_steps"]):
-            disp = displacement(velocity, settings["integration_steps"], fixed.shape[2:])
+        for _ in range(settings.io_steps):
+            disp = displacement(velocity, settings.integration_steps, fixed.shape[2:])
             loss, _ = registration_loss(fixed, moving, disp, settings)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,6 +10,7 @@ import torch
 
 from warpbench.spatial import warp_tensor
 from warpbench_classical.losses import lncc_loss
+from warpbench_learning.params import UNetParams
 
 # Keeps a label absent from both volumes of a batch item from dividing by zero; such a label then
 # scores 1 and contributes no gradient.
@@ -35,19 +36,19 @@ def registration_loss(
     fixed: torch.Tensor,
     moving: torch.Tensor,
     disp: torch.Tensor,
-    settings: dict,
+    settings: UNetParams,
     fixed_onehot: torch.Tensor | None = None,
     moving_onehot: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted loss of a predicted displacement and its parts (detached, for logging): LNCC
     of the warped moving image, diffusion, and, when one-hot labels are given, the Dice loss of
     the moving labels warped by the same field."""
-    similarity = lncc_loss(fixed, settings["lncc_window"])(warp_tensor(moving, disp)).mean()
+    similarity = lncc_loss(fixed, settings.lncc_window)(warp_tensor(moving, disp)).mean()
     smoothness = diffusion(disp)
-    total = similarity + settings["smoothness_weight"] * smoothness
+    total = similarity + settings.smoothness_weight * smoothness
     parts = {"lncc": similarity.detach(), "diffusion": smoothness.detach()}
     if fixed_onehot is not None:
         dice = soft_dice_loss(fixed_onehot, warp_tensor(moving_onehot, disp))
-        total = total + settings["dice_weight"] * dice
+        total = total + settings.dice_weight * dice
         parts["dice_loss"] = dice.detach()
     return total, parts

@@ -34,10 +34,12 @@ from warpbench_learning.data import normalise
 from warpbench_learning.instance import instance_optimise
 from warpbench_learning.integrate import displacement
 from warpbench_learning.model import build_network
+from warpbench_learning.params import UNetParams
 
 #: Keys that act at registration only: weights trained under one value serve every value.
 TEST_TIME_KEYS = ("io_steps", "io_learning_rate")
-#: Networks kept loaded per process (weights file, version on disk, device and preset).
+#: Networks kept loaded per process (method, weights file, version on disk, device and trained
+#: parameters).
 CACHED_NETWORKS = 8
 
 TRAINING = {
@@ -74,12 +76,15 @@ def make_presets(widths: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=CACHED_NETWORKS)
-def _load_network(path: str, mtime_ns: int, device: str, method: str, version: str, trained: str):
-    """The network in ``path`` on ``device`` in eval mode; cached, so that registering many
-    pairs with one weights file loads it once (``mtime_ns`` makes a rewritten file reload)."""
+def _load_network(method: UNetMethod, path: str, mtime_ns: int, device: str, trained: str):
+    """``method``'s network in ``path``, trained under ``trained`` (the JSON of its
+    :meth:`~UNetMethod.trained_params`), on ``device`` in eval mode; cached, so that registering
+    many pairs with one weights file loads it once (``mtime_ns`` makes a rewritten file
+    reload)."""
     params = json.loads(trained)
-    state = load_weights(Path(path), method, version, params)
-    net = build_network(params)
+    state = load_weights(Path(path), method.name, method.version, params)
+    settings = method.resolve({k: v for k, v in params.items() if k != "architecture"})
+    net = build_network(method.architecture, settings)
     net.load_state_dict(state)
     return net.to(device).eval()
 
@@ -90,40 +95,33 @@ class UNetMethod(LearningMethod):
     architecture: ClassVar[str]
     supervision = "none"
     test_time_keys = TEST_TIME_KEYS  # `io` shares `default`'s training
+    Params = UNetParams
 
-    def settings(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` over the method's ``default`` preset, with its architecture; an unknown key
-        is an error, so a misspelt hyperparameter never falls back silently."""
-        defaults = self.presets["default"]
-        unknown = sorted(set(params) - set(defaults))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown parameters {unknown}; known are {sorted(defaults)}")
-        return {**defaults, **params, "architecture": self.architecture}
-
-    def trained_params(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """What decides the weights: every setting but the test-time ones."""
-        return {k: v for k, v in settings.items() if k not in self.test_time_keys}
+    def trained_params(self, settings: UNetParams) -> dict[str, Any]:
+        """What decides the weights, recorded with them: every setting but the test-time ones,
+        and the architecture."""
+        kept = settings.model_dump(exclude=set(self.test_time_keys))
+        return {**kept, "architecture": self.architecture}
 
     def train(self, job: TrainingJob) -> Path:
-        settings = self.settings(job.params)
-        return training.train(job, settings, self.trained_params(settings), self.name, self.version)
+        return training.train(job, self, self.resolve(job.params))
 
     def register(self, fixed, moving, params, device, *, weights: Path):
         """Predict the velocity, refine it on the pair when the preset says so, integrate it."""
-        settings = self.settings(params)
+        settings = self.resolve(params)
         trained = json.dumps(self.trained_params(settings), sort_keys=True)
         weights = Path(weights)
         net = _load_network(
-            str(weights.resolve()), weights.stat().st_mtime_ns, str(device), self.name, self.version, trained
+            self, str(weights.resolve()), weights.stat().st_mtime_ns, str(device), trained
         )
         fixed_t = as_tensor(normalise(np.asarray(fixed)), device)[None, None]
         moving_t = as_tensor(normalise(np.asarray(moving)), device)[None, None]
         with torch.no_grad(), training.autocast_for(device):
             velocity = net(fixed_t, moving_t)
-        if settings["io_steps"]:
+        if settings.io_steps:
             velocity = instance_optimise(velocity, fixed_t, moving_t, settings)
         with torch.no_grad():
-            return displacement(velocity, settings["integration_steps"], fixed_t.shape[2:])[0]
+            return displacement(velocity, settings.integration_steps, fixed_t.shape[2:])[0]
 
 
 class VoxelMorph(UNetMethod):

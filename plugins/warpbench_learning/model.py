@@ -9,14 +9,13 @@ of ``2 ** levels`` and the predicted velocity cropped back: every dataset grid w
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from warpbench_classical.filters import shrink_image
 from warpbench_learning.networks import UNet
+from warpbench_learning.params import UNetParams
 
 ARCHITECTURES = ("voxelmorph", "lkunet")
 
@@ -62,9 +61,7 @@ class RegistrationNet(nn.Module):
         return crop(self.unet(pair), padding).float().contiguous()
 
 
-def build_network(settings: dict[str, Any]) -> RegistrationNet:
-    """The network a resolved preset describes, in channels-last memory."""
-    net = RegistrationNet(
-        settings["architecture"], settings["encoder"], settings["decoder"], settings["downsize"]
-    )
+def build_network(architecture: str, settings: UNetParams) -> RegistrationNet:
+    """The ``architecture`` network a resolved preset describes, in channels-last memory."""
+    net = RegistrationNet(architecture, settings.encoder, settings.decoder, settings.downsize)
     return net.to(memory_format=torch.channels_last_3d)

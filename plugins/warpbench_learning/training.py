@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +25,10 @@ from warpbench_learning.data import Subjects
 from warpbench_learning.integrate import displacement
 from warpbench_learning.losses import registration_loss
 from warpbench_learning.model import build_network
+from warpbench_learning.params import UNetParams
+
+if TYPE_CHECKING:
+    from warpbench_learning.methods import UNetMethod
 
 
 def autocast_for(device: torch.device):
@@ -62,19 +66,19 @@ def flip_together(generator: torch.Generator, *volumes: torch.Tensor) -> list[to
 
 
 class _Trainer:
-    def __init__(self, job: TrainingJob, settings: dict[str, Any]):
+    def __init__(self, job: TrainingJob, settings: UNetParams, architecture: str):
         self.job, self.settings = job, settings
         self.device = job.device
-        self.supervised = settings["supervision"] == "labels"
+        self.supervised = settings.supervision == "labels"
         self.train_set = Subjects(job.dataset, job.dataset.subjects("train"), self.device)
         if len(self.train_set) < 2:
             raise ValueError(f"dataset {job.dataset.name!r} has fewer than 2 training subjects")
-        self.val_pairs = validation_pairs(job.dataset, settings["val_pairs"], job.seed)
+        self.val_pairs = validation_pairs(job.dataset, settings.val_pairs, job.seed)
         val_ids = sorted({s for pair in self.val_pairs for s in pair})
         self.val_set = Subjects(job.dataset, val_ids, self.device) if val_ids else None
         torch.manual_seed(job.seed)
-        self.net = build_network(settings).to(self.device)
-        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=settings["learning_rate"])
+        self.net = build_network(architecture, settings).to(self.device)
+        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=settings.learning_rate)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.sampler = torch.Generator().manual_seed(job.seed)
         self.step, self.spent = 0, 0.0
@@ -126,14 +130,15 @@ class _Trainer:
             )
         with autocast_for(self.device):
             velocity = self.net(fixed, moving)
-        disp = displacement(velocity, self.settings["integration_steps"], fixed.shape[2:])
+        disp = displacement(velocity, self.settings.integration_steps, fixed.shape[2:])
         loss, parts = registration_loss(fixed, moving, disp, self.settings, fixed_hot, moving_hot)
         return loss, parts, disp
 
     def train_step(self) -> torch.Tensor:
         self.net.train()
-        fixed_i, moving_i = sample_pairs(self.sampler, len(self.train_set), self.settings["batch_size"])
-        loss, _, _ = self.loss(self.train_set, fixed_i, moving_i, self.settings["augment"])
+        batch = self.settings.batch_size
+        fixed_i, moving_i = sample_pairs(self.sampler, len(self.train_set), batch)
+        loss, _, _ = self.loss(self.train_set, fixed_i, moving_i, self.settings.augment)
         self.optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimiser)
@@ -162,28 +167,30 @@ class _Trainer:
             self.job.log(self.step, "val", name, float(np.mean(values)))
 
 
-def train(job: TrainingJob, settings: dict[str, Any], trained_params: dict, method: str, version: str) -> Path:
-    """Train one network under ``settings`` (a resolved preset) until its budget (``steps``, and
-    ``minutes`` when set, counting time spent before a resume) is spent; checkpoint every
-    ``checkpoint_every`` steps and at the end; save the final weights, tagged with ``method``,
-    ``version`` and ``trained_params``, and return their path."""
-    trainer = _Trainer(job, settings)
+def train(job: TrainingJob, method: UNetMethod, settings: UNetParams) -> Path:
+    """Train ``method``'s network under ``settings`` (a resolved preset) until its budget
+    (``steps``, and ``minutes`` when set, counting time spent before a resume) is spent;
+    checkpoint every ``checkpoint_every`` steps and at the end; save the final weights, tagged
+    with the method, its version and its trained parameters, and return their path."""
+    trained_params = method.trained_params(settings)
+    trainer = _Trainer(job, settings, method.architecture)
     trainer.resume(trained_params)
-    steps = settings["steps"]
-    seconds_allowed = settings["minutes"] * 60 if settings["minutes"] else math.inf
+    steps = settings.steps
+    seconds_allowed = settings.minutes * 60 if settings.minutes else math.inf
     started = time.perf_counter() - trainer.spent
     running, count = torch.zeros((), device=job.device), 0
     while trainer.step < steps and time.perf_counter() - started < seconds_allowed:
         running += trainer.train_step()
         count += 1
         step = trainer.step
-        if step % settings["checkpoint_every"] == 0:
+        if step % settings.checkpoint_every == 0:
             trainer.save_checkpoint(trained_params, time.perf_counter() - started)
-        if step % settings["log_every"] == 0:
+        if step % settings.log_every == 0:
             job.log(step, "train", "loss", float(running) / count)
             running, count = torch.zeros((), device=job.device), 0
-        if trainer.val_set is not None and step % settings["val_every"] == 0:
+        if trainer.val_set is not None and step % settings.val_every == 0:
             trainer.validate()
         job.progress(step, steps)
     trainer.save_checkpoint(trained_params, time.perf_counter() - started)
-    return save_weights(job.folder, trainer.net.state_dict(), method, version, trained_params)
+    return save_weights(job.folder, trainer.net.state_dict(), method.name, method.version,
+                        trained_params)

@@ -22,6 +22,7 @@ from pathlib import Path
 from warpbench import Method
 from warpbench.fields import find_field, read_field
 from warpbench.hookspecs import hookimpl
+from warpbench.options import Settings
 
 
 def folder_digest(folder: Path) -> str:
@@ -48,6 +49,15 @@ class FolderPresets(dict):
         return {"folder": str(folder.resolve()), "files": folder_digest(folder)}
 
 
+class PrecomputedParams(Settings):
+    """A folder preset: where the fields are, and what its files were when the run began."""
+
+    folder: str | None
+    """The folder's absolute path (none in ``default``, which names no folder)."""
+    files: str | None = None
+    """:func:`folder_digest` of the folder."""
+
+
 class PrecomputedMethod(Method):
     name = "precomputed"
     family = "baseline"
@@ -55,10 +65,11 @@ class PrecomputedMethod(Method):
     description = ("Fields computed elsewhere, read from disp_{fixed}_{moving}.nii.gz / .npz files "
                    "(Learn2Reg layout); the preset is the folder: precomputed:PATH.")
     wants_pair = True
+    Params = PrecomputedParams
     presets = FolderPresets({"default": {"folder": None}})
 
     def register(self, fixed, moving, params, device, pair=None):
-        folder = params.get("folder")
+        folder = self.resolve(params).folder
         if not folder:
             raise ValueError("no folder of fields given: name it as the preset, "
                              "e.g. --method precomputed:path/to/fields")
