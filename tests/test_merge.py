@@ -8,6 +8,7 @@ import pytest
 from warpbench.cli import main
 from warpbench.runner import PairResult
 from warpbench.store import Store, StoreFileError
+from warpbench.store.exchange import ROW_KEYS
 
 
 def provenance(method: str, host: str) -> dict:
@@ -151,7 +152,7 @@ def test_an_export_folder_merges_back_into_the_same_store(stores, tmp_path, fmt,
         original, rebuilt = table(b.path, name), table(out, name)
         assert list(rebuilt.columns) == list(original.columns)
         assert list(rebuilt.dtypes) == list(original.dtypes), name  # CSV typed by the schema
-        keys = list(Store._ROW_KEYS[name])
+        keys = list(ROW_KEYS[name])
         pd.testing.assert_frame_equal(rebuilt.sort_values(keys).reset_index(drop=True),
                                       original.sort_values(keys).reset_index(drop=True))
     assert Store(out).leaderboard()[["method", "dice"]].equals(b.leaderboard()[["method", "dice"]])

@@ -1,9 +1,12 @@
-"""The scheduler end to end on throw-away plugins: plan, store, resume, failure isolation."""
+"""The scheduler end to end on throw-away plugins: plan, store, resume, failure isolation; and
+resuming on a store written by the last release."""
 
 import duckdb
 import pytest
 
+from test_store import copy_release_store
 from toy_plugins import TOY_CONFIG, ToyPlugin
+from warpbench.compatibility import in_domain
 from warpbench.config import load_config
 from warpbench.executors import InProcessExecutor
 from warpbench.plugins import load_registry
@@ -159,3 +162,29 @@ def test_an_unknown_method_or_preset_is_refused_by_name(setup):
         make_plan(registry, config, ["nope"], ["toy-a"])
     with pytest.raises(ValueError, match="no preset 'fast'"):
         make_plan(registry, config, ["toy-shift:fast"], ["toy-a"])
+
+
+def test_in_domain_is_a_trained_run_tested_on_its_training_dataset():
+    assert in_domain("toy-a", "toy-a") is True
+    assert in_domain("toy-a", "toy-b") is False
+    assert in_domain(None, "toy-a") is None  # not trained
+
+
+def test_a_run_resumed_on_the_last_release_store_scores_nothing_it_already_has(tmp_path):
+    """Same datasets.yaml, methods and seed as the release used: every configuration (the learning
+    ones through their stored training) is found complete, so nothing is scored or trained; the
+    fingerprints, config keys and training keys are what that release computed."""
+    path = copy_release_store(tmp_path)
+    store = Store(path)
+    pairs = count(store, "SELECT count(*) FROM pairs")
+    registry = load_registry()
+    plan = make_plan(registry, load_config(tmp_path / "datasets.yaml"),
+                     ["identity", "affine", "voxelmorph"], ["fixture-a", "fixture-b"],
+                     train_on=["fixture-a"])
+    assert len(plan.runs) == 6 and not plan.unavailable and not plan.unavailable_methods
+    summary = Scheduler(registry, store, InProcessExecutor("cpu"), progress=False).run(plan)
+    assert summary.runs_up_to_date == 6 and summary.runs_done == 0 and summary.pairs_ok == 0
+    assert summary.trainings_done == 0 and not summary.failures and not summary.skipped
+    assert count(store, "SELECT count(*) FROM pairs") == pairs
+    assert count(store, "SELECT count(*) FROM runs") == 6
+    assert set(summary.run_ids) == set(store.leaderboard()["run_id"])

@@ -1,12 +1,25 @@
-"""The DuckDB store: provenance, resume bookkeeping, and reading while another process writes."""
+"""The DuckDB store: provenance, resume bookkeeping, reading while another process writes, waiting
+on a lock, and upgrading a store written by the last release (a fixture) in place."""
 
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import duckdb
+import pandas as pd
+import pytest
+
+from warpbench.cli import main
+from warpbench.compatibility import in_domain
 from warpbench.runner import PairResult
-from warpbench.store import Store
+from warpbench.store import LEADERBOARD_COLUMNS, SCHEMA_VERSION, Store, StoreBusy, StoreFileError
+from warpbench.store import locks
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 PROVENANCE = {"method": "m", "preset": "default", "params": "{}", "family": "baseline",
               "supervision": "none", "dataset": "d", "seed": 0}
@@ -82,3 +95,189 @@ def test_readers_work_while_another_process_writes(tmp_path):
     assert writer.returncode == 0
     assert reads > 0
     assert reader.leaderboard()["pairs"].tolist() == [20]
+
+
+# --- in_domain: worked out once, stored with the run, read by everyone -------------------------
+def domains(frame: pd.DataFrame) -> dict:
+    """{(train dataset or None, dataset): in_domain or None} of a leaderboard or runs frame."""
+    return {(None if pd.isna(train) else train, dataset): None if pd.isna(value) else bool(value)
+            for train, dataset, value in zip(frame["train_dataset"], frame["dataset"],
+                                             frame["in_domain"])}
+
+
+def test_the_leaderboard_reads_in_domain_as_stored_and_a_bulk_append_fills_it_in(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    for train, dataset in [(None, "d"), ("d", "d"), ("d", "e")]:
+        state = store.begin_run(f"{train}-{dataset}", {
+            **PROVENANCE, "dataset": dataset, "train_dataset": train,
+            "in_domain": in_domain(train, dataset)})
+        store.record_pair(state.run_id, 1, ok("a", "b"))
+        store.end_run(state.run_id, "complete")
+    board = store.leaderboard()
+    assert list(board.columns) == LEADERBOARD_COLUMNS and LEADERBOARD_COLUMNS[-1] == "in_domain"
+    expected = {(None, "d"): None, ("d", "d"): True, ("d", "e"): False}
+    assert domains(board) == expected
+
+    # Rows from elsewhere (a benchmark, an import) carry no in_domain: the store states it.
+    runs = store.runs()[["run_id", "config_key", "method", "preset", "params", "dataset",
+                         "train_dataset", "status", "started_at"]]
+    bulk = Store(tmp_path / "bulk.duckdb")
+    bulk.append_frame("runs", runs)
+    assert domains(bulk.runs()) == expected
+
+
+# --- the lock, and files that are not stores ---------------------------------------------------
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read")
+print("held", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def hold(path, mode: str, seconds: float) -> subprocess.Popen:
+    """Another process holding ``path`` open for ``seconds`` (``mode``: read or write)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode, str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_store_held_by_another_process_is_waited_for_then_busy(tmp_path, monkeypatch):
+    path = tmp_path / "s.duckdb"
+    Store(path).initialise()
+    monkeypatch.setattr(locks, "LOCK_WAIT_SECONDS", 0.5)
+    holder = hold(path, "write", 60)
+    try:
+        start = time.monotonic()
+        with pytest.raises(StoreBusy, match="stayed locked by another process"):
+            Store(path).leaderboard()
+        assert time.monotonic() - start >= 0.5
+        with pytest.raises(StoreBusy):
+            Store(path).begin_run("key", PROVENANCE)
+        assert locks.held_by_another_process(path, exclusive=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not locks.held_by_another_process(path, exclusive=True)
+
+    readers = hold(path, "read", 60)  # readers share the file, a writer waits for them
+    try:
+        assert Store(path).leaderboard().empty  # read at once, beside the other reader
+        assert locks.held_by_another_process(path, exclusive=True)
+        with pytest.raises(StoreBusy):
+            Store(path).initialise()
+    finally:
+        readers.kill()
+        readers.wait()
+
+    monkeypatch.setattr(locks, "LOCK_WAIT_SECONDS", 30.0)
+    holder = hold(path, "write", 1.0)  # let go after a second: the read waits, then succeeds
+    start = time.monotonic()
+    assert Store(path).leaderboard().empty
+    assert time.monotonic() - start >= 0.5
+    holder.wait()
+
+
+@pytest.mark.parametrize("content", [b"not a database", b""])
+def test_a_file_that_is_not_a_duckdb_file_is_refused_at_once(tmp_path, monkeypatch, content):
+    monkeypatch.setattr(locks, "LOCK_WAIT_SECONDS", 30.0)
+    path = tmp_path / "notes.duckdb"
+    path.write_bytes(content)
+    start = time.monotonic()
+    with pytest.raises(StoreFileError, match=re.escape(f"{path}: not a DuckDB file")):
+        Store(path).leaderboard()
+    with pytest.raises(StoreFileError, match=re.escape(f"{path}: not a DuckDB file")):
+        Store(path).begin_run("key", PROVENANCE)
+    with pytest.raises(StoreFileError, match=re.escape(f"{tmp_path}: cannot be opened")):
+        Store(tmp_path).runs()  # a folder
+    assert time.monotonic() - start < 5  # no waiting for a lock nobody holds
+    assert path.read_bytes() == content
+
+
+# --- schema versions: a store of the last release is upgraded, a newer one refused -------------
+def copy_release_store(folder: Path) -> Path:
+    """A copy of the store the last release wrote (schema version 2; tests/fixtures/
+    make_release_store.py made it), with the datasets.yaml it used beside it."""
+    shutil.copy(FIXTURES / "release_datasets.yaml", folder / "datasets.yaml")
+    return Path(shutil.copy(FIXTURES / "release-v2.duckdb", folder / "release.duckdb"))
+
+
+def stored_version(path: Path) -> str | None:
+    with duckdb.connect(str(path), read_only=True) as con:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return row[0] if row else None
+
+
+def everything(store: Store) -> dict[str, pd.DataFrame]:
+    return {"leaderboard": store.leaderboard(), "runs": store.runs(), "pairs": store.pairs(),
+            "labels": store.label_scores(), "datasets": store.datasets(),
+            "trainings": store.trainings(), "curves": store.training_curves()}
+
+
+def test_a_store_of_the_last_release_is_upgraded_in_place_and_its_results_are_unchanged(tmp_path):
+    path = copy_release_store(tmp_path)
+    store = Store(path)
+    before = everything(store)  # read as it stands: reads never upgrade
+    assert stored_version(path) == "2"
+    assert len(before["leaderboard"]) == 6 and len(before["pairs"]) == 18
+    assert len(before["trainings"]) == 1 and len(before["curves"]) == 3
+    # The release stored the shifted run without in_domain; the in-domain one with it.
+    learned = before["leaderboard"][before["leaderboard"]["method"] == "voxelmorph"]
+    assert domains(learned) == {("fixture-a", "fixture-a"): True, ("fixture-a", "fixture-b"): None}
+
+    store.initialise()
+    assert stored_version(path) == str(SCHEMA_VERSION)
+    after = everything(Store(path))
+    for name, frame in before.items():
+        columns = [c for c in frame.columns if c != "in_domain"]
+        pd.testing.assert_frame_equal(after[name][columns], frame[columns], obj=name)
+    assert domains(after["leaderboard"]) == {
+        (None, "fixture-a"): None, (None, "fixture-b"): None,
+        ("fixture-a", "fixture-a"): True, ("fixture-a", "fixture-b"): False}
+    assert domains(after["runs"]) == domains(after["leaderboard"])
+    Store(path).initialise()  # upgrading is done once; a second open changes nothing
+    pd.testing.assert_frame_equal(Store(path).runs(), after["runs"])
+
+
+@pytest.mark.parametrize("forget", ["DROP TABLE meta", "DELETE FROM meta"])
+def test_a_store_without_a_recorded_version_is_version_1_and_is_upgraded(tmp_path, forget):
+    """The first stores had no training tables and no in_domain or training_key columns."""
+    path = copy_release_store(tmp_path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DELETE FROM runs WHERE train_dataset IS NOT NULL")
+        for statement in ["DROP TABLE trainings", "DROP TABLE training_curves", forget,
+                          "ALTER TABLE runs DROP COLUMN in_domain",
+                          "ALTER TABLE runs DROP COLUMN training_key"]:
+            con.execute(statement)
+    board = Store(path).leaderboard()  # readable before the upgrade
+    assert len(board) == 4 and board["in_domain"].isna().all()
+    assert Store(path).trainings().empty
+
+    Store(path).initialise()
+    assert stored_version(path) == str(SCHEMA_VERSION)
+    assert {"in_domain", "training_key"} <= set(Store(path).runs().columns)
+    assert Store(path).training("nothing") is None  # the training tables exist now
+    upgraded = Store(path).leaderboard()
+    assert upgraded["in_domain"].isna().all()  # none of them was trained
+    columns = LEADERBOARD_COLUMNS[:-1]
+    pd.testing.assert_frame_equal(upgraded[columns], board[columns])
+
+
+def test_a_store_of_a_newer_schema_is_refused_naming_the_file_and_both_versions(tmp_path, capsys):
+    path = copy_release_store(tmp_path)
+    newer = SCHEMA_VERSION + 1
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(newer)])
+    message = (f"{path}: written by a newer warpbench (store schema version {newer}; "
+               f"this warpbench knows versions up to {SCHEMA_VERSION})")
+    store = Store(path)
+    for refused in (store.leaderboard, store.runs, store.check_file, store.initialise,
+                    lambda: store.begin_run("key", PROVENANCE)):
+        with pytest.raises(StoreFileError) as raised:
+            refused()
+        assert str(raised.value).startswith(message)
+    assert stored_version(path) == str(newer)  # untouched
+    assert main(["export", "--db", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -9,7 +9,7 @@ The verdict: it fails (exit 1) when a pair or a training failed, a dataset of th
 unavailable, or a configuration's mean Dice fell by more than ``threshold`` below the baseline's
 for the same method, preset, dataset and training dataset (compared only where the dataset is the
 same: same fingerprint). A learning method's rows say what it was trained on and whether that is
-the evaluated dataset (in-domain) or another (shifted).
+the evaluated dataset (in-domain) or another (shifted), as the store records it with the run.
 """
 
 from __future__ import annotations
@@ -79,10 +79,7 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
     ours = runs[runs["run_id"].isin(summary.run_ids)] if not runs.empty else runs
     board = store.leaderboard()
     board = board[board["run_id"].isin(set(ours["run_id"]))] if not board.empty else board
-    by_run = ours.set_index("run_id") if not ours.empty else None
-    board = board.assign(**{
-        column: board["run_id"].map(by_run[column] if by_run is not None else {})
-        for column in ("dataset_fingerprint", "in_domain")})
+    board = board.assign(dataset_fingerprint=board["run_id"].map(_fingerprints(ours)))
 
     failures = list(summary.failures)
     failures += [f"method {name} unavailable: {reason}"
@@ -115,16 +112,18 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
 def compare(board: pd.DataFrame, baseline: Store) -> pd.DataFrame:
     """This evaluation's mean Dice per method, preset and dataset next to the baseline's."""
     base = baseline.leaderboard()
-    base_runs = baseline.runs()
     if base.empty:
         base = pd.DataFrame(columns=[*KEYS, "dice", "pairs", "run_id"])
-    fingerprints = dict(zip(base_runs["run_id"], base_runs["dataset_fingerprint"])) \
-        if not base_runs.empty else {}
-    base = base.assign(baseline_fingerprint=base["run_id"].map(fingerprints))
+    base = base.assign(baseline_fingerprint=base["run_id"].map(_fingerprints(baseline.runs())))
     base = base.rename(columns={"dice": "baseline_dice", "pairs": "baseline_pairs"})
     return board[[*KEYS, "in_domain", "dice", "pairs", "failed", "dataset_fingerprint"]].merge(
         base[[*KEYS, "baseline_dice", "baseline_pairs", "baseline_fingerprint"]], on=KEYS,
         how="left")
+
+
+def _fingerprints(runs: pd.DataFrame) -> dict[str, str]:
+    """Each run's dataset fingerprint by run_id: scores compare only on the same dataset."""
+    return dict(zip(runs["run_id"], runs["dataset_fingerprint"])) if not runs.empty else {}
 
 
 def _judge(comparison: pd.DataFrame, threshold: float) -> pd.DataFrame:

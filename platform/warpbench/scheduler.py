@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from warpbench import mi
-from warpbench.compatibility import incompatibility
+from warpbench.compatibility import in_domain, incompatibility
 from warpbench.config import Config, build_dataset
 from warpbench.datasets import Dataset, DatasetConfigError
 from warpbench.executors import RunWork
@@ -272,7 +272,7 @@ class Scheduler:
         plugin = self.registry.plugin_of("method", method.name)
         return {
             "method": method.name, "preset": preset,
-            "params": json.dumps(method.presets[preset], sort_keys=True),
+            "params": method.stored_params(preset),
             "method_version": method.version, "family": method.family,
             "supervision": method.supervision_of(preset), "plugin": plugin.name,
             "plugin_distribution": plugin.distribution, "plugin_version": plugin.version,
@@ -354,7 +354,7 @@ class Scheduler:
             **self._provenance(method, planned.preset),
             "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
             "train_dataset": planned.train_dataset,
-            "in_domain": None if trained is None else planned.train_dataset == dataset.name,
+            "in_domain": in_domain(planned.train_dataset, dataset.name),
             "training_key": trained and trained.key,
         }
         state = self.store.begin_run(key, provenance, restart=self.restart)

@@ -1,0 +1,80 @@
+"""A store file: opened per call, one transaction per write, reads that never create or change it.
+
+DuckDB lets one process write or many read, never both at once. So no connection is held open:
+every write and every read opens the file, does its work in one transaction and closes it,
+waiting while another process holds the lock (:mod:`warpbench.store.locks`). That lets the
+leaderboard app read while a run is writing.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from warpbench.store import locks, migrations, schema
+
+
+class StoreFile:
+    """One DuckDB results file. Cheap to construct; every call opens and closes the file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._schema_ready = False  # set by the first write through this instance
+
+    @contextmanager
+    def _connect(self, read_only: bool):
+        con = locks.connect(self.path, read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self):
+        """A connection inside one transaction, on a file whose schema is this version's: the
+        first write through this instance creates it, or upgrades an older file in the same
+        transaction (:mod:`warpbench.store.migrations`)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect(read_only=False) as con:
+            with transaction(con):
+                if not self._schema_ready:
+                    migrations.prepare_for_writing(con, self.path)
+                yield con
+            self._schema_ready = True
+
+    def _read(self, sql: str, params=(), columns: list[str] | None = None,
+              table: str = "runs") -> pd.DataFrame:
+        """Run a query; empty when the file or the ``table`` it needs does not exist yet. An older
+        file is read as it stands (reads never upgrade; see :mod:`warpbench.store.migrations`)."""
+        if not self.path.exists():
+            return pd.DataFrame(columns=columns or [])
+        with self._connect(read_only=True) as con:
+            if table not in self._readable_tables(con):
+                return pd.DataFrame(columns=columns or [])
+            return con.execute(sql, params).df()
+
+    def _readable_tables(self, con) -> set[str]:
+        """The file's tables and views; :class:`StoreFileError` for a store of a newer schema."""
+        tables = schema.table_names(con)
+        migrations.refuse_newer(self.path, migrations.stored_version(con, tables))
+        return tables
+
+    def initialise(self) -> None:
+        """Create the tables and views if they are missing, or upgrade an older file
+        (idempotent)."""
+        with self._write():
+            pass
+
+
+@contextmanager
+def transaction(con):
+    """Commit what the block did, or roll all of it back when it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -1,0 +1,169 @@
+"""Reading the store: the leaderboard, runs, pairs and labels, datasets, trainings, and what the
+leaderboard app's analyses need. Every read returns a DataFrame (empty, with its columns where it
+has fixed ones, for a missing file) and opens the file read-only.
+
+``latest_runs`` picks the newest complete run of each configuration: what the leaderboard shows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from warpbench.store.connection import StoreFile
+
+#: The leaderboard's columns (new ones go at the end: scripts read them by position).
+LEADERBOARD_COLUMNS = [
+    "method", "preset", "family", "supervision", "dataset", "train_dataset", "pairs", "failed",
+    "dice", "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb", "run_id",
+    "in_domain",
+]
+
+# Each run's columns beside its pairs' aggregates; :meth:`Reads.leaderboard` keeps the
+# leaderboard's columns, so a store older than a run column reads with that column empty.
+_LEADERBOARD_SQL = """
+SELECT r.*, s.* EXCLUDE (run_id)
+FROM latest_runs r JOIN (
+    SELECT run_id,
+           count(*) FILTER (WHERE status = 'ok') AS pairs,
+           count(*) FILTER (WHERE status <> 'ok') AS failed,
+           avg(mean_dice) AS dice,
+           stddev_samp(mean_dice) AS dice_std,
+           avg(mean_hd95) AS hd95,
+           avg(sdlogj) AS sdlogj,
+           avg(folding_percent) AS folding_percent,
+           avg(seconds) AS seconds,
+           max(peak_memory_mb) AS peak_memory_mb
+    FROM latest_pairs GROUP BY run_id) s USING (run_id)
+ORDER BY r.dataset, s.dice DESC NULLS LAST, r.method, r.preset, r.train_dataset
+"""
+
+PAIR_SCORE_COLUMNS = [
+    "run_id", "fixed", "moving", "status", "mean_dice", "mean_hd95", "sdlogj", "folding_percent",
+    "seconds", "peak_memory_mb",
+]
+
+_PAIR_SCORES_SQL = """
+SELECT p.run_id, p.fixed, p.moving, p.status, p.mean_dice, p.mean_hd95, p.sdlogj,
+       p.folding_percent, p.seconds, p.peak_memory_mb
+FROM latest_pairs p WHERE p.run_id IN (SELECT run_id FROM latest_runs)
+"""
+
+
+class Reads(StoreFile):
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per configuration's latest complete run, with its aggregate scores and whether
+        a trained run was tested on its training dataset (``in_domain``, as stored with the run;
+        None for a method that is not trained)."""
+        board = self._read(_LEADERBOARD_SQL, columns=LEADERBOARD_COLUMNS)
+        return board.reindex(columns=LEADERBOARD_COLUMNS)
+
+    def runs(self) -> pd.DataFrame:
+        """Every run with its provenance and its pair counts, newest first."""
+        return self._read(
+            """SELECT r.*, count(p.run_id) FILTER (WHERE p.status = 'ok') AS pairs_ok,
+                      count(p.run_id) FILTER (WHERE p.status <> 'ok') AS pairs_failed
+               FROM runs r LEFT JOIN latest_pairs p USING (run_id)
+               GROUP BY ALL ORDER BY r.started_at DESC"""
+        )
+
+    def finished_pairs(self, config_key: str) -> set[tuple[str, str]]:
+        """The (fixed, moving) pairs whose latest attempt succeeded in the newest run of a
+        configuration; empty when it has no run. Reads only, unlike ``begin_run``."""
+        found = self._read(
+            """SELECT fixed, moving FROM latest_pairs WHERE status = 'ok' AND run_id = (
+                   SELECT run_id FROM runs WHERE config_key = ?
+                   ORDER BY started_at DESC LIMIT 1)""",
+            [config_key])
+        return set(zip(found["fixed"], found["moving"])) if not found.empty else set()
+
+    def pairs(self, run_id: str | None = None) -> pd.DataFrame:
+        """The latest attempt of every pair (of one run, or of all)."""
+        where = "WHERE run_id = ?" if run_id else ""
+        return self._read(
+            f"SELECT * FROM latest_pairs {where} ORDER BY run_id, fixed, moving",
+            [run_id] if run_id else [],
+        )
+
+    def label_scores(self, run_id: str | None = None) -> pd.DataFrame:
+        """Per-label Dice and HD95 of the latest attempt of every pair."""
+        where = "WHERE l.run_id = ?" if run_id else ""
+        return self._read(
+            f"""SELECT l.* FROM labels l JOIN latest_pairs p
+                  ON l.run_id = p.run_id AND l.fixed = p.fixed AND l.moving = p.moving
+                     AND l.attempt = p.attempt {where}""",
+            [run_id] if run_id else [],
+        )
+
+    def datasets(self) -> pd.DataFrame:
+        """The newest description (and MI) of every dataset seen by a run."""
+        return self._read("SELECT * FROM latest_datasets ORDER BY dataset")
+
+    def has_dataset(self, name: str, fingerprint: str) -> bool:
+        found = self._read(
+            "SELECT 1 FROM datasets WHERE dataset = ? AND fingerprint = ?", [name, fingerprint]
+        )
+        return not found.empty
+
+    # --- trainings -----------------------------------------------------------------------------
+    def training(self, key: str) -> dict | None:
+        """One training's row (state, weights, provenance), or None when it never started."""
+        found = self._read("SELECT * FROM trainings WHERE training_key = ?", [key],
+                           table="trainings")
+        return found.iloc[0].to_dict() if not found.empty else None
+
+    def trainings(self) -> pd.DataFrame:
+        """Every training with its state and provenance, newest first."""
+        return self._read("SELECT * FROM trainings ORDER BY started_at DESC", table="trainings")
+
+    def training_curves(self, key: str | None = None) -> pd.DataFrame:
+        """Loss-curve points (of one training, or of all), in step order."""
+        where = "WHERE training_key = ?" if key else ""
+        return self._read(
+            f"SELECT * FROM training_curves {where} ORDER BY training_key, split, name, step",
+            [key] if key else [], table="training_curves")
+
+    # --- reads for the leaderboard app's analyses ----------------------------------------------
+    def pair_scores(self) -> pd.DataFrame:
+        """Every pair's latest attempt in each configuration's latest complete run (the runs
+        ``leaderboard()`` shows): the raw material of confidence intervals, paired tests and box
+        plots. Failed pairs are included (``status`` says so; their scores are NULL).
+
+        The run's description is not repeated on every pair row (at 100,000 rows the repeated
+        text costs more than the scores): join on ``run_id`` with ``leaderboard()``."""
+        return self._read(_PAIR_SCORES_SQL, columns=PAIR_SCORE_COLUMNS)
+
+    def content_stamp(self) -> tuple:
+        """A cheap fingerprint of the store's content (row counts, newest pair and run end,
+        complete runs, dataset rows, trainings' states and curve points): rows are only
+        appended, and a run's status and end time and a training's state are the only updates,
+        so equal stamps mean equal content and cached analyses can be reused. Empty for a
+        missing file or one without runs."""
+        found = self._read(
+            """SELECT (SELECT count(*) FROM runs) AS runs,
+                      (SELECT count(*) FILTER (WHERE status = 'complete') FROM runs) AS complete,
+                      (SELECT max(ended_at) FROM runs) AS ended,
+                      (SELECT count(*) FROM pairs) AS pairs,
+                      (SELECT max(finished_at) FROM pairs) AS finished,
+                      (SELECT count(*) FROM datasets) AS datasets""")
+        trained = self._read(  # empty for a store written before trainings existed
+            """SELECT (SELECT count(*) FROM training_curves) AS points,
+                      (SELECT max(logged_at) FROM training_curves) AS logged,
+                      (SELECT string_agg(status, ',' ORDER BY training_key)
+                       FROM trainings) AS states""",
+            table="training_curves")
+        return tuple(str(v) for frame in (found, trained) if not frame.empty
+                     for v in frame.iloc[0])
+
+    def failed_pairs(self) -> pd.DataFrame:
+        """Pairs whose latest attempt failed, in every run (complete or not), with the error and
+        the run's method, preset and dataset; newest first."""
+        return self._read(
+            """SELECT r.run_id, r.method, r.preset, r.dataset, r.train_dataset,
+                      r.status AS run_status,
+                      p.fixed, p.moving, p.attempt, p.error, p.device, p.finished_at
+               FROM latest_pairs p JOIN runs r USING (run_id)
+               WHERE p.status <> 'ok'
+               ORDER BY p.finished_at DESC, r.method, p.fixed, p.moving""",
+            columns=["run_id", "method", "preset", "dataset", "train_dataset", "run_status",
+                     "fixed", "moving", "attempt", "error", "device", "finished_at"],
+        )

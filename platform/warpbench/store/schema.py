@@ -1,0 +1,155 @@
+"""The store's tables and views as this version of warpbench declares them (``SCHEMA_VERSION``).
+
+A new file gets them as written here; an older file is brought to them by the steps of
+:mod:`warpbench.store.migrations`. Changing a table therefore means a new version and a step.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 3
+
+# The provenance a run and a training both carry: which method (and plugin) it was, and where
+# and with what it ran. (The order of the columns is the files' order; keep it.)
+_METHOD_COLUMNS = """\
+    method_version VARCHAR,
+    family VARCHAR,
+    supervision VARCHAR,
+    plugin VARCHAR,
+    plugin_distribution VARCHAR,
+    plugin_version VARCHAR,
+"""
+_ENVIRONMENT_COLUMNS = """\
+    device VARCHAR,
+    torch_version VARCHAR,
+    cuda_version VARCHAR,
+    warpbench_version VARCHAR,
+    git_revision VARCHAR,
+    host VARCHAR,
+"""
+
+#: Each table's CREATE statement, by name, in the order a new file creates them.
+TABLES = {
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    "runs": f"""CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    config_key VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    preset VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+{_METHOD_COLUMNS}    dataset VARCHAR NOT NULL,
+    dataset_fingerprint VARCHAR,
+    train_dataset VARCHAR,
+    in_domain BOOLEAN,
+    training_key VARCHAR,
+    seed INTEGER,
+{_ENVIRONMENT_COLUMNS}    started_at TIMESTAMP,
+    ended_at TIMESTAMP,
+    status VARCHAR NOT NULL
+)""",
+    "pairs": """CREATE TABLE IF NOT EXISTS pairs (
+    run_id VARCHAR NOT NULL,
+    fixed VARCHAR NOT NULL,
+    moving VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    mean_dice DOUBLE,
+    mean_hd95 DOUBLE,
+    sdlogj DOUBLE,
+    folding_percent DOUBLE,
+    seconds DOUBLE,
+    peak_memory_mb DOUBLE,
+    device VARCHAR,
+    finished_at TIMESTAMP
+)""",
+    "labels": """CREATE TABLE IF NOT EXISTS labels (
+    run_id VARCHAR NOT NULL,
+    fixed VARCHAR NOT NULL,
+    moving VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    dice DOUBLE,
+    hd95 DOUBLE
+)""",
+    "datasets": """CREATE TABLE IF NOT EXISTS datasets (
+    dataset VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    kind VARCHAR,
+    subjects INTEGER,
+    train_subjects INTEGER,
+    val_subjects INTEGER,
+    test_subjects INTEGER,
+    test_pairs INTEGER,
+    shape VARCHAR,
+    spacing VARCHAR,
+    labels VARCHAR,
+    mi_bits DOUBLE,
+    label_entropy_bits DOUBLE,
+    nmi DOUBLE,
+    mi_estimator VARCHAR,
+    computed_at TIMESTAMP
+)""",
+    "trainings": f"""CREATE TABLE IF NOT EXISTS trainings (
+    training_key VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    preset VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+{_METHOD_COLUMNS}    train_dataset VARCHAR NOT NULL,
+    train_dataset_fingerprint VARCHAR,
+    seed INTEGER,
+{_ENVIRONMENT_COLUMNS}    folder VARCHAR,
+    weights VARCHAR,
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    attempts INTEGER,
+    steps INTEGER,
+    total_steps INTEGER,
+    seconds DOUBLE,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP
+)""",
+    "training_curves": """CREATE TABLE IF NOT EXISTS training_curves (
+    training_key VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    split VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value DOUBLE,
+    logged_at TIMESTAMP
+)""",
+}
+
+#: The views every read goes through: a pair's newest attempt, a configuration's newest complete
+#: run, a dataset's newest description.
+VIEWS = """
+CREATE OR REPLACE VIEW latest_pairs AS
+    SELECT * FROM pairs
+    QUALIFY row_number() OVER (PARTITION BY run_id, fixed, moving ORDER BY attempt DESC) = 1;
+CREATE OR REPLACE VIEW latest_runs AS
+    SELECT * FROM runs WHERE status = 'complete'
+    QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY started_at DESC) = 1;
+CREATE OR REPLACE VIEW latest_datasets AS
+    SELECT * FROM datasets
+    QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY computed_at DESC) = 1;
+"""
+
+#: The tables every warpbench store has, and those that arrived with schema version 2.
+REQUIRED_TABLES = ("runs", "pairs", "labels", "datasets")
+TRAINING_TABLES = ("trainings", "training_curves")
+#: The tables that hold results, in the order they are merged and exported.
+RESULT_TABLES = REQUIRED_TABLES + TRAINING_TABLES
+
+
+def create(con) -> None:
+    """Create every table and view (on a new file; an existing one is migrated instead)."""
+    for ddl in TABLES.values():
+        con.execute(ddl)
+    con.execute(VIEWS)
+
+
+def table_names(con, catalog: str | None = None) -> set[str]:
+    """The tables and views of the connection (or of one attached ``catalog``)."""
+    where = "WHERE table_catalog = ?" if catalog else ""
+    rows = con.execute(
+        f"SELECT table_name FROM information_schema.tables {where}", [catalog] if catalog else []
+    ).fetchall()
+    return {name for (name,) in rows}
