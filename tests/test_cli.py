@@ -1,10 +1,18 @@
-"""The `warpbench` command end to end on a small synthetic dataset."""
+"""The `warpbench` command end to end on a small synthetic dataset; its help, its error layer,
+its interruption."""
 
 import json
+import signal
+from functools import partial
 
 import pytest
 
-from warpbench.cli import main
+from conftest import REPO
+from toy_plugins import TRAINING_CONFIG, ToyLearningPlugin, ToyPlugin
+from warpbench import plugins as plugin_loading
+from warpbench.cli import build_cli, main
+from warpbench.cli.shared import DEFAULT_DB, INTERRUPTED
+from warpbench.store import Store
 
 CONFIG = """
 datasets:
@@ -58,7 +66,8 @@ def test_run_then_leaderboard_then_resume(workdir, capsys):
 def test_datasets_lists_availability_and_mi(workdir, capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
-    assert "tiny: synthetic, 6 subjects (train 2, val 1, test 3), 3 test pairs, 22 labels, MI(i;s)" in out
+    assert ("tiny: synthetic, 6 subjects (train 2, val 1, test 3), 3 test pairs, 22 labels, "
+            "MI(i;s)") in out
     assert "elsewhere: unavailable: root" in out
 
 
@@ -70,3 +79,92 @@ def test_an_unknown_method_is_an_error_not_a_traceback(workdir, capsys):
 def test_an_empty_store_says_how_to_fill_it(workdir, capsys):
     assert main(["leaderboard", "--db", "nothing.duckdb"]) == 0
     assert "warpbench run --suite default --db nothing.duckdb" in capsys.readouterr().out
+
+
+def test_every_command_says_what_it_does_with_an_example(capsys):
+    commands = build_cli().commands
+    assert {"plugins", "datasets", "run", "train", "leaderboard", "study", "check", "new-plugin",
+            "schema", "ci", "merge", "export", "export-fields"} <= set(commands)
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    for name, command in commands.items():
+        assert f"  {name} " in listed and command.get_short_help_str()
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"Usage: warpbench {name} ")
+        assert "Examples:" in text and f"\n    warpbench {name}" in text, name
+
+
+def test_a_user_error_is_one_line_and_exit_status_2(workdir, capsys):
+    assert main(["run", "--suite", "nightly"]) == 2
+    assert capsys.readouterr().err == (
+        "error: datasets.yaml: no suite 'nightly'; suites defined: default\n")
+    assert main(["run", "--executor", "nowhere", "--method", "identity", "--dataset", "tiny"]) == 2
+    assert capsys.readouterr().err.startswith("error: no executor 'nowhere' (registered: ")
+    (workdir / "datasets.yaml").write_text(CONFIG + "extras: {}\n")
+    for argv in (["datasets"], ["train"], ["ci", "--out", "ci"], ["export-fields", "--run", "x",
+                                                                    "--out", "f"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: datasets.yaml: ") and "extras" in err, argv
+        assert err.count("\n") == 1, err
+
+
+def test_a_usage_error_is_exit_status_2_with_the_usage(capsys):
+    assert main(["leaderboard", "--format", "xml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: warpbench leaderboard") and "'xml' is not one of" in err
+    assert main([]) == 2 and "Commands:" in capsys.readouterr().err
+
+
+@pytest.fixture
+def learner(tmp_path, monkeypatch):
+    """The toy learner, loaded by every registry the commands load."""
+    (tmp_path / "datasets.yaml").write_text(TRAINING_CONFIG)
+    toy = ToyLearningPlugin()
+    monkeypatch.setattr(plugin_loading, "load_registry",
+                        partial(plugin_loading.load_registry, extra_plugins=[ToyPlugin(), toy]))
+    monkeypatch.chdir(tmp_path)
+    return toy.learner
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_ctrl_c_stops_with_the_hint_and_status_130_and_the_same_command_resumes(learner, command,
+                                                                                capsys):
+    argv = [command, "--quiet", "--db", "wb.duckdb", "--method", "toy-learner", "--dataset",
+            "toy-a"]
+    learner.interrupt_at = 3
+    assert main(argv) == 130
+    assert capsys.readouterr().err.endswith(f"{INTERRUPTED}\n")
+    assert Store("wb.duckdb").trainings()["status"].tolist() == ["interrupted"]
+    learner.interrupt_at = None
+    assert main(argv) == 0
+    assert learner.trained == [("toy-a", 1), ("toy-a", 3)]  # from its checkpoint of step 2
+
+
+def test_sigterm_stops_like_ctrl_c(learner, capsys):
+    def not_replaced(signum, frame):
+        pytest.fail("warpbench did not handle SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, not_replaced)
+    try:
+        learner.terminate_at = 2
+        assert main(["train", "--quiet", "--method", "toy-learner", "--dataset", "toy-a"]) == 130
+        assert INTERRUPTED in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGTERM) is not_replaced  # put back afterwards
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert Store(DEFAULT_DB).trainings()["status"].tolist() == ["interrupted"]
+
+
+def test_schema_prints_or_writes_the_json_schema_of_datasets_yaml(tmp_path, capsys):
+    import jsonschema
+    import yaml
+
+    assert main(["schema"]) == 0
+    printed = capsys.readouterr().out
+    schema = json.loads(printed)
+    assert "datasets" in schema["properties"] and printed == json.dumps(schema, indent=2) + "\n"
+    jsonschema.validate(yaml.safe_load((REPO / "datasets.yaml").read_text()), schema)
+    assert main(["schema", "--out", str(tmp_path / "datasets.schema.json")]) == 0
+    assert json.loads((tmp_path / "datasets.schema.json").read_text()) == schema

@@ -5,9 +5,10 @@ import textwrap
 
 import pytest
 
-from toy_plugins import ShiftMethod, ToyPlugin
+from fake_dist import add_distribution, forget_modules, install_module
+from toy_plugins import ShiftMethod, ToyCommandPlugin, ToyPlugin
 from warpbench import Method, hookspecs
-from warpbench.cli import main
+from warpbench.cli import build_cli, main
 from warpbench.hookspecs import hookimpl
 from warpbench.plugins import PluginError, load_registry
 
@@ -32,11 +33,13 @@ def installed_plugins(tmp_path, monkeypatch):
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
         dist = tmp_path / f"{name}_dist-1.2.3.dist-info"
         dist.mkdir()
-        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-dist\nVersion: 1.2.3\n")
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}-dist\nVersion: 1.2.3\n")
         (dist / "entry_points.txt").write_text(f"[warpbench]\n{name} = {name}\n")
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", "executors,classical,broken_import,greedy_again,ok_extra")
+    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS",
+                       "executors,classical,broken_import,greedy_again,ok_extra")
     yield install
     for name in ("broken_import", "greedy_again", "ok_extra"):
         sys.modules.pop(name, None)
@@ -108,6 +111,105 @@ def test_a_hook_that_raises_or_registers_junk_is_contained():
 
 
 def test_every_hook_is_documented():
-    hooks = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("register_")]
-    assert len(hooks) == 4
-    assert all(h.__doc__ and "register(" in h.__doc__ for h in hooks)
+    hooks = {n: getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("register_")}
+    assert len(hooks) == 5
+    callbacks = [h for n, h in hooks.items() if n != "register_commands"]
+    assert all(h.__doc__ and "register(" in h.__doc__ for h in callbacks)
+    assert "@cli.command()" in hooks["register_commands"].__doc__
+
+
+# --- commands a plugin adds: the register_commands hook ---------------------------------------
+@pytest.fixture
+def command_plugin(tmp_path, monkeypatch):
+    """``toy_plugins.TOY_COMMANDS`` installed as the entry point ``toy-commands``, beside the
+    executors plugin only (a plugin that adds a command need not import the others)."""
+    add_distribution(tmp_path, "toy-commands", {"toy-commands": "toy_plugins:TOY_COMMANDS"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", "executors,toy-commands")
+
+
+def test_a_plugin_command_is_listed_in_help_runs_and_is_attributed(command_plugin, capsys):
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "toy-greet" in listed and "Greet someone (a plugin's command)." in listed
+    assert "leaderboard" in listed  # beside warpbench's own commands
+    assert main(["toy-greet", "--name", "Ada"]) == 0
+    assert capsys.readouterr().out == "hello Ada\n"
+    assert main(["toy-greet", "--help"]) == 0
+    assert "Example: warpbench toy-greet --name Ada" in capsys.readouterr().out
+    assert main(["plugins"]) == 0
+    assert "toy-commands  (toy-commands 0.1.0)\n    command:toy-greet" in capsys.readouterr().out
+
+
+def test_a_plugin_command_is_not_there_without_its_plugin(capsys):
+    assert main(["--help"]) == 0
+    assert "toy-greet" not in capsys.readouterr().out
+    assert main(["toy-greet"]) == 2
+    assert "No such command 'toy-greet'" in capsys.readouterr().err
+
+
+class RaisingCommands:
+    @hookimpl
+    def register_commands(self, cli):
+        raise RuntimeError("no commands today")
+
+
+class TakesRun:
+    @hookimpl
+    def register_commands(self, cli):
+        @cli.command("run")
+        def impostor():
+            """Not warpbench's run."""
+
+
+class GreetsToo(ToyCommandPlugin):
+    """The same command from a second plugin."""
+
+
+def test_a_command_hook_that_raises_or_takes_a_used_name_is_contained():
+    cli = build_cli()
+    run = cli.commands["run"]
+    registry = load_registry(
+        extra_plugins=[RaisingCommands(), TakesRun(), ToyCommandPlugin(), GreetsToo()], cli=cli)
+    reasons = " | ".join(str(p) for p in registry.problems)
+    assert "plugin 'RaisingCommands': register_commands raised RuntimeError: no commands today" \
+        in reasons
+    assert "plugin 'TakesRun': command 'run' is already one of warpbench's own; this one is " \
+           "ignored" in reasons
+    assert "plugin 'GreetsToo': command 'toy-greet' is already registered by plugin " \
+           "'ToyCommandPlugin'" in reasons
+    assert cli.commands["run"] is run
+    assert registry.plugin_of("command", "toy-greet").name == "ToyCommandPlugin"
+    assert registry.plugins["GreetsToo"].registered == []
+    with pytest.raises(PluginError, match="RaisingCommands"):
+        load_registry(extra_plugins=[RaisingCommands()], strict=True, cli=build_cli())
+
+
+RAISING_COMMANDS = """
+    from warpbench.hookspecs import hookimpl
+
+    @hookimpl
+    def register_commands(cli):
+        raise RuntimeError("no commands today")
+"""
+
+
+def test_a_broken_command_plugin_is_a_warning_and_fatal_with_strict(tmp_path, monkeypatch,
+                                                                    capsys):
+    install_module(tmp_path, "raising_commands", RAISING_COMMANDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WARPBENCH_LOAD_PLUGINS", "executors,raising_commands")
+    try:
+        assert main(["--help"]) == 0
+        captured = capsys.readouterr()
+        assert "leaderboard" in captured.out
+        assert ("warning: plugin 'raising_commands': register_commands raised RuntimeError: "
+                "no commands today") in captured.err
+        assert main(["--strict", "--help"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: plugin 'raising_commands': register_commands raised")
+        assert err.count("\n") == 1
+        assert main(["--strict", "no-such-command"]) == 2
+        assert "error: plugin 'raising_commands'" in capsys.readouterr().err
+    finally:
+        forget_modules("raising_commands")

@@ -1,9 +1,12 @@
-"""Throw-away method and dataset plugins defined by the tests themselves, loaded the way any
-plugin is (hook implementations on an object), to drive the scheduler without real data."""
+"""Throw-away method, dataset and command plugins defined by the tests themselves, loaded the way
+any plugin is (hook implementations on an object), to drive the scheduler without real data."""
 
 import json
+import os
+import signal
 import time
 
+import click
 import numpy as np
 import torch
 
@@ -85,7 +88,8 @@ class HangingMethod(Method):
 class ToyPlugin:
     @hookimpl
     def register_methods(self, register):
-        for method in (ShiftMethod(), RaisingMethod(), NaNMethod(), WrongShapeMethod(), HangingMethod()):
+        for method in (ShiftMethod(), RaisingMethod(), NaNMethod(), WrongShapeMethod(),
+                       HangingMethod()):
             register(method)
 
     @hookimpl
@@ -120,9 +124,10 @@ class ToyLearner(LearningMethod):
 
     It checkpoints every second step, so a resumed training repeats the steps after its last
     checkpoint (and logs them again). Tests steer it through attributes: ``interrupt_at`` (a
-    simulated Ctrl-C before that step), ``fail_on`` (dataset names whose training raises); and
-    read what it did: ``trained`` (one (dataset, first step) per ``train`` call) and
-    ``registered_with`` (the weights files ``register`` was given).
+    simulated Ctrl-C before that step), ``terminate_at`` (a SIGTERM to this process before that
+    step), ``fail_on`` (dataset names whose training raises); and read what it did: ``trained``
+    (one (dataset, first step) per ``train`` call) and ``registered_with`` (the weights files
+    ``register`` was given).
     """
 
     name = "toy-learner"
@@ -131,6 +136,7 @@ class ToyLearner(LearningMethod):
 
     def __init__(self):
         self.interrupt_at = None
+        self.terminate_at = None
         self.fail_on = set()
         self.trained = []
         self.registered_with = set()
@@ -146,6 +152,9 @@ class ToyLearner(LearningMethod):
         for step in range(state["step"] + 1, steps + 1):
             if step == self.interrupt_at:
                 raise KeyboardInterrupt
+            if step == self.terminate_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the signal's handler runs meanwhile
             labels = job.dataset.load(subjects[step % len(subjects)]).labels
             state["sum"] += float(np.argwhere(labels == 1)[:, 0].mean())
             job.log(step, "train", "loss", 1.0 / step)
@@ -194,3 +203,20 @@ suites:
     datasets: [toy-a, toy-b]
     train_on: [toy-a]
 """
+
+
+# --- a command: what the register_commands hook adds to `warpbench` -----------------------------
+class ToyCommandPlugin:
+    """Adds ``warpbench toy-greet``."""
+
+    @hookimpl
+    def register_commands(self, cli):
+        @cli.command("toy-greet", epilog="Example: warpbench toy-greet --name Ada")
+        @click.option("--name", default="world", help="whom to greet")
+        def greet(name):
+            """Greet someone (a plugin's command)."""
+            click.echo(f"hello {name}")
+
+
+#: The object a ``toy_plugins:TOY_COMMANDS`` entry point names.
+TOY_COMMANDS = ToyCommandPlugin()

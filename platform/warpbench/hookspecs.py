@@ -1,7 +1,9 @@
 """The whole plugin surface of warpbench, one hook per kind of thing a plugin supplies.
 
-Every hook receives a ``register`` callback and calls it once per thing it supplies (the style of
-``llm`` and ``tox``), so one plugin may supply many things and the platform knows who supplied what.
+Every hook but ``register_commands`` receives a ``register`` callback and calls it once per thing it
+supplies (the style of ``llm`` and ``tox``), so one plugin may supply many things and the platform
+knows who supplied what. ``register_commands`` receives the click group itself, as datasette's and
+llm's do, since a command is declared with click's own decorators.
 """
 
 import pluggy
@@ -12,7 +14,8 @@ hookimpl = pluggy.HookimplMarker("warpbench")
 
 @hookspec
 def register_methods(register):
-    """Call ``register(method)`` for each :class:`warpbench.Method` instance this plugin supplies."""
+    """Call ``register(method)`` for each :class:`warpbench.Method` instance this plugin
+    supplies."""
 
 
 @hookspec
@@ -31,3 +34,9 @@ def register_executors(register):
 def register_reported_results(register):
     """Call ``register(result)`` for each :class:`warpbench.literature.ReportedResult`: one score
     a paper reports, with its source (paper, table, dataset, metric, how the method was set up)."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to ``cli``, the ``warpbench`` :class:`click.Group`, with ``@cli.command()``;
+    a name that warpbench or an earlier plugin already uses is refused (the first keeps it)."""

@@ -3,7 +3,8 @@
 Built-in plugins and third-party ones load the same way: through the ``warpbench`` entry-point
 group. A plugin that fails to import, raises in a hook, or registers a name already taken is
 recorded as a :class:`PluginProblem` naming it and the reason, and the others go on; ``strict``
-turns any problem into a :class:`PluginError`.
+turns any problem into a :class:`PluginError`. Given the command line's click group, plugins may
+also add commands to it (``register_commands``), attributed and contained the same way.
 
 ``WARPBENCH_LOAD_PLUGINS`` (comma-separated entry-point names, possibly empty) loads only those,
 which keeps plugins installed on a developer's machine out of a test run.
@@ -56,7 +57,7 @@ class Registry:
     dataset_kinds: dict[str, type[Dataset]] = field(default_factory=dict)
     executors: dict[str, type] = field(default_factory=dict)
     reported_results: dict[str, ReportedResult] = field(default_factory=dict)  # by .key
-    owner: dict[str, str] = field(default_factory=dict)  # "method:NAME" -> plugin name
+    owner: dict[str, str] = field(default_factory=dict)  # "method:NAME", "command:NAME" -> plugin
     problems: list[PluginProblem] = field(default_factory=list)
 
     def plugin_of(self, kind: str, name: str) -> PluginInfo:
@@ -74,13 +75,16 @@ def _selected_entry_points():
     register a name (which keeps it) does not depend on the order of sys.path."""
     only = os.environ.get("WARPBENCH_LOAD_PLUGINS")
     wanted = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
-    selected = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if wanted is None or ep.name in wanted]
-    return sorted(selected, key=lambda ep: (ep.dist is None or ep.dist.name != "warpbench", ep.name))
+    selected = [ep for ep in entry_points(group=ENTRY_POINT_GROUP)
+                if wanted is None or ep.name in wanted]
+    return sorted(selected,
+                  key=lambda ep: (ep.dist is None or ep.dist.name != "warpbench", ep.name))
 
 
-def load_registry(extra_plugins=(), strict: bool = False) -> Registry:
+def load_registry(extra_plugins=(), strict: bool = False, cli=None) -> Registry:
     """Load the entry-point plugins plus ``extra_plugins`` (objects or modules with hook
-    implementations, as tests use) and collect what each registers."""
+    implementations, as tests use) and collect what each registers; with ``cli`` (a click group),
+    let them add their commands to it too."""
     registry = Registry()
     manager = _new_manager()
     for ep in _selected_entry_points():
@@ -103,6 +107,8 @@ def load_registry(extra_plugins=(), strict: bool = False) -> Registry:
              registry.executors)
     _collect(manager, registry, "register_reported_results", "reported", _reported_entry,
              registry.reported_results)
+    if cli is not None:
+        _add_commands(manager, registry, cli)
     if strict and registry.problems:
         raise PluginError("; ".join(str(p) for p in registry.problems))
     return registry
@@ -122,13 +128,7 @@ def _collect(manager, registry: Registry, hook_name: str, kind: str, entry, targ
                 return
             key = f"{kind}:{name}"
             if key in registry.owner:
-                registry.problems.append(
-                    PluginProblem(
-                        _plugin,
-                        f"{kind} {name!r} is already registered by plugin "
-                        f"{registry.owner[key]!r}; this one is ignored",
-                    )
-                )
+                registry.problems.append(_clash(_plugin, kind, name, registry.owner[key]))
                 return
             target[name] = value
             registry.owner[key] = _plugin
@@ -138,6 +138,34 @@ def _collect(manager, registry: Registry, hook_name: str, kind: str, entry, targ
             impl.function(register=register)
         except Exception as exc:
             registry.problems.append(PluginProblem(plugin, f"{hook_name} raised {_describe(exc)}"))
+
+
+def _add_commands(manager, registry: Registry, cli) -> None:
+    """Let one plugin at a time add commands to ``cli``, so each new command is attributed to its
+    plugin, a hook that raises is contained, and a command replacing one that exists (warpbench's
+    own or an earlier plugin's) is undone and reported."""
+    for impl in manager.hook.register_commands.get_hookimpls():
+        plugin = impl.plugin_name
+        before = dict(cli.commands)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            registry.problems.append(
+                PluginProblem(plugin, f"register_commands raised {_describe(exc)}"))
+        for name, command in list(cli.commands.items()):
+            key = f"command:{name}"
+            if name not in before:
+                registry.owner[key] = plugin
+                registry.plugins[plugin].registered.append(key)
+            elif command is not before[name]:
+                cli.commands[name] = before[name]
+                registry.problems.append(_clash(plugin, "command", name, registry.owner.get(key)))
+
+
+def _clash(plugin: str, kind: str, name: str, owner: str | None) -> PluginProblem:
+    """A name already taken (by plugin ``owner``, or by warpbench itself): the first keeps it."""
+    taken = f"registered by plugin {owner!r}" if owner else "one of warpbench's own"
+    return PluginProblem(plugin, f"{kind} {name!r} is already {taken}; this one is ignored")
 
 
 def _method_entry(method):

@@ -39,7 +39,8 @@ def names(name: str, kind: str) -> dict[str, str]:
     }
 
 
-def create_plugin(name: str, kind: str = "method", directory: str | Path | None = None) -> list[Path]:
+def create_plugin(name: str, kind: str = "method",
+                  directory: str | Path | None = None) -> list[Path]:
     """Write the package into ``directory`` (default ``./warpbench-<name>``), which must not exist
     or be empty; return the files written."""
     values = names(name, kind)
@@ -47,11 +48,13 @@ def create_plugin(name: str, kind: str = "method", directory: str | Path | None 
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ScaffoldError(f"{root}: already exists and is not an empty folder; "
                             "choose another --dir")
+    module, test = {"method": (METHOD_MODULE, METHOD_TEST),
+                    "dataset": (DATASET_MODULE, DATASET_TEST)}[kind]
     files = {
         "pyproject.toml": PYPROJECT,
         "README.md": README,
-        f"{values['__MODULE__']}/__init__.py": METHOD_MODULE if kind == "method" else DATASET_MODULE,
-        f"tests/test_{values['__MODULE__']}.py": METHOD_TEST if kind == "method" else DATASET_TEST,
+        f"{values['__MODULE__']}/__init__.py": module,
+        f"tests/test_{values['__MODULE__']}.py": test,
         ".github/workflows/evaluate.yml": workflow(kind),
     }
     written = []
@@ -166,13 +169,15 @@ DATASET_MODULE = '''
 
 Replace ``all_subjects`` and ``load`` with reading your files, bringing every subject to one grid
 (float32 image, integer label map of the same shape, 4x4 affine). A ``datasets.yaml`` block uses
-it with ``plugin: __NAME__``; its options arrive in ``self.options``. ``warpbench check __NAME__``
-says whether it keeps the contract.
+it with ``plugin: __NAME__``; its options, declared in ``Options``, arrive validated and typed in
+``self.settings``. ``warpbench check __NAME__`` says whether it keeps the contract.
 """
 
 import numpy as np
+from pydantic import Field
 
 from warpbench import Dataset, Subject
+from warpbench.datasets import DatasetOptions
 from warpbench.hookspecs import hookimpl
 
 SHAPE = (32, 32, 32)
@@ -185,13 +190,15 @@ class __CLASS__(Dataset):
     license = "CC0"
     citation = ""
 
-    def __init__(self, name, options, base_dir):
-        super().__init__(name, options, base_dir)
-        self.reject_unknown_options({"subjects"})
-        self.count = int(self.options.get("subjects", 8))
+    class Options(DatasetOptions):
+        """A block's options besides the shared ones (split, pairs, ...); a misspelt key is an
+        error naming the block."""
+
+        subjects: int = Field(8, ge=1)
+        """How many subjects."""
 
     def all_subjects(self):
-        return [f"case_{i:03d}" for i in range(self.count)]
+        return [f"case_{i:03d}" for i in range(self.settings.subjects)]
 
     def load(self, subject_id):
         shift = int(subject_id.split("_")[1]) % 4  # each subject's boxes sit a little elsewhere

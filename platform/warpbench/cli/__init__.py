@@ -1,0 +1,109 @@
+"""The ``warpbench`` command, on click: the group and its one error layer, :func:`main`.
+
+The commands live by purpose in :mod:`~warpbench.cli.evaluation` (plugins, datasets, run, train,
+leaderboard, study), :mod:`~warpbench.cli.authoring` (check, new-plugin, schema) and
+:mod:`~warpbench.cli.results` (ci, merge, export, export-fields); plugins add theirs through the
+``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Pairs are registered in a worker thread (for the time limit); torch's idle OpenMP threads
+# busy-wait by default and, on a machine with other work, starve it (a 0.5 s pair took 40 s on a
+# loaded 2-core machine). Set before torch loads; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import click
+
+from warpbench.cli import authoring, evaluation, results
+from warpbench.cli.shared import CommandLineError, Interrupted, examples, warned
+
+BUILT_IN = [*evaluation.COMMANDS, *authoring.COMMANDS, *results.COMMANDS]
+
+
+class WarpbenchGroup(click.Group):
+    """warpbench's commands, listed in the order given, then the plugins'. A built-in command
+    resolves without loading any plugin (so ``warpbench leaderboard`` imports none); listing the
+    commands, ``warpbench plugins``, or a name that is not built in loads the plugins once and
+    lets each add its commands."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._registry = None
+
+    def plugin_registry(self, ctx: click.Context):
+        """The plugins' registry, loaded once with their commands added to this group; its
+        problems are warnings, or an error under ``--strict``."""
+        if self._registry is None:
+            from warpbench import plugins
+
+            strict = bool(ctx.find_root().params.get("strict"))
+            self._registry = warned(plugins.load_registry(strict=strict, cli=self))
+        return self._registry
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.plugin_registry(ctx)
+        return list(self.commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            self.plugin_registry(ctx)
+        return super().get_command(ctx, name)
+
+
+def build_cli() -> WarpbenchGroup:
+    """A fresh ``warpbench`` group (each call of :func:`main` gets its own, so commands a plugin
+    adds in one call are not there in the next)."""
+
+    @click.group(cls=WarpbenchGroup, commands=BUILT_IN, epilog=examples(
+        "warpbench datasets", "warpbench run --suite default", "warpbench leaderboard",
+        "warpbench COMMAND --help"))
+    # Eager, so that `--strict --help` loads the plugins (for their commands) strictly too.
+    @click.option("--strict", is_flag=True, is_eager=True,
+                  help="fail when any plugin cannot be loaded or registers something wrong")
+    def cli(strict: bool) -> None:
+        """warpbench: evaluate deformable image registration methods on datasets, store every
+        score, and compare them.
+
+        Methods, dataset kinds and executors come from plugins (`warpbench plugins` lists them);
+        datasets and suites are named in datasets.yaml."""
+
+    return cli
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user can cause (a bad file, an unknown name, a busy store): each says what is
+    wrong in one line."""
+    from warpbench.ci import CiError
+    from warpbench.config import ConfigError
+    from warpbench.datasets import DatasetConfigError
+    from warpbench.fields import ExportError, FieldFileError
+    from warpbench.plugins import PluginError
+    from warpbench.scaffold import ScaffoldError
+    from warpbench.store import StoreBusy, StoreFileError
+
+    return (CiError, ConfigError, DatasetConfigError, ExportError, FieldFileError, PluginError,
+            ScaffoldError, StoreBusy, StoreFileError, CommandLineError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``warpbench`` with ``argv`` (default: the process's arguments) and return its exit
+    status, without ``sys.exit``: what the command returned (0, or 1 for failed work); 2 for a
+    user error (one ``error: ...`` line on stderr) or a usage error; 130 when interrupted."""
+    try:
+        status = build_cli().main(argv, prog_name="warpbench", standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: click prints them with the usage line
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C outside the work of run and train
+        click.echo("interrupted", err=True)
+        return Interrupted.exit_code
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        return exc.exit_code
+    except _user_errors() as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return status or 0

@@ -1,0 +1,82 @@
+"""What the commands share: the ``--db`` and ``--config`` options, the plugin registry with its
+problems shown as warnings, and the exceptions that the error layer in :func:`warpbench.cli.main`
+turns into an exit status."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+import click
+
+DEFAULT_DB = "results/warpbench.duckdb"
+DEFAULT_CONFIG = "datasets.yaml"
+
+db_option = click.option(
+    "--db", default=DEFAULT_DB, show_default=True, metavar="STORE.duckdb",
+    help="the results store, a DuckDB file")
+config_option = click.option(
+    "--config", default=DEFAULT_CONFIG, show_default=True, metavar="PATH",
+    help="the datasets.yaml naming this machine's datasets and the suites")
+quiet_option = click.option("--quiet", is_flag=True, help="no progress bars")
+
+
+class CommandLineError(ValueError):
+    """A user error that the command line finds itself (a selection naming an unknown method or
+    executor, a store the study cannot use); reported like the platform's own user errors."""
+
+
+INTERRUPTED = ("interrupted: finished pairs and training checkpoints are stored; run the same "
+               "command to resume")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the work of ``run`` or ``train``; what finished is stored. It
+    carries the exit status, so a command stops with it instead of returning it."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__(INTERRUPTED)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible():
+    """Treat SIGTERM (a kill, a job scheduler, ``timeout``) like Ctrl-C while computing, so runs
+    and trainings are marked interrupted and buffered curve points are written (the scheduler
+    does both on KeyboardInterrupt); then raise :class:`Interrupted`."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def strict() -> bool:
+    """Whether ``--strict`` was given (before the command)."""
+    return bool(click.get_current_context().find_root().params.get("strict"))
+
+
+def warned(registry):
+    """``registry``, after printing each plugin problem as a warning on stderr."""
+    for problem in registry.problems:
+        click.echo(f"warning: {problem}", err=True)
+    return registry
+
+
+def load_registry():
+    """The plugins' registry for a command: problems are warnings, or an error under --strict."""
+    from warpbench import plugins
+
+    return warned(plugins.load_registry(strict=strict()))
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: the command lines as written, one per line."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
