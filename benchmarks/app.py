@@ -25,6 +25,7 @@ Run from the repository root: ``.venv/bin/python benchmarks/app.py [--pairs 1000
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,7 +39,6 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-APP_DIR = REPO / "leaderboard"
 PAGES = ("leaderboard", "significance")
 GOAL_SECONDS = 2.0
 
@@ -81,7 +81,8 @@ def build_store(path: Path, n_pairs: int, seed: int = 0) -> int:
             runs.append({
                 "run_id": run_id, "config_key": run_id, "method": method, "preset": preset,
                 "params": "{}", "method_version": "1", "family": family, "supervision": supervision,
-                "dataset": dataset, "train_dataset": DATASETS[0] if trained else None, "seed": 0,
+                "dataset": dataset, "train_dataset": DATASETS[0] if trained else None,
+                "in_domain": d == 0 if trained else None, "seed": 0,
                 "device": "cpu", "started_at": start + timedelta(minutes=len(runs)),
                 "ended_at": start + timedelta(minutes=len(runs) + 1), "status": "complete",
             })
@@ -109,22 +110,18 @@ def build_store(path: Path, n_pairs: int, seed: int = 0) -> int:
 
 
 # --- AppTest, in a fresh process -----------------------------------------------------------------
-def _page_script(app_dir: str, page: str) -> None:
-    import sys
+def _page_script(page: str) -> None:
+    from warpbench_leaderboard import navigation
 
-    if app_dir not in sys.path:
-        sys.path.insert(0, app_dir)
-    import app
-
-    app.main(start_page=page)
+    navigation.main(start_page=page)
 
 
 def _clear_caches() -> None:
-    import loaders
-    import views.significance
+    from warpbench_leaderboard import loaders
+    from warpbench_leaderboard.views import significance
 
     loaders.clear()
-    views.significance._tests.clear()
+    significance._tests.clear()
 
 
 def apptest_child(db: str, page: str) -> None:
@@ -134,7 +131,7 @@ def apptest_child(db: str, page: str) -> None:
     os.environ["WARPBENCH_DB"] = db
     timings = {}
     for label in ("fresh", "session"):
-        at = AppTest.from_function(_page_script, args=(str(APP_DIR), page), default_timeout=300)
+        at = AppTest.from_function(_page_script, args=(page,), default_timeout=300)
         start = time.perf_counter()
         at.run()
         timings[label] = time.perf_counter() - start
@@ -142,7 +139,6 @@ def apptest_child(db: str, page: str) -> None:
         if problems:
             raise SystemExit(f"{page}: {problems}")
         if label == "fresh":
-            sys.path.insert(0, str(APP_DIR))
             _clear_caches()
     print(json.dumps(timings))
 
@@ -161,7 +157,8 @@ def _touch(db: Path, n: int) -> None:
 
     Store(db).append_frame("pairs", pd.DataFrame([{
         "run_id": "run-0-0", "fixed": f"extra{n}", "moving": "s0000", "attempt": 1,
-        "status": "ok", "mean_dice": 0.8, "finished_at": datetime(2025, 1, 2) + timedelta(seconds=n),
+        "status": "ok", "mean_dice": 0.8,
+        "finished_at": datetime(2025, 1, 2) + timedelta(seconds=n),
     }]))
 
 
@@ -169,8 +166,11 @@ def browser_timings(db: Path, workdir: Path) -> dict | None:
     """Per page, on its own freshly started server (first warmed by the runs page, which reads no
     pair scores): the first render after the server started, the first after the store changed
     (every page already served once), and the next visitor's."""
-    sys.path.insert(0, str(REPO / "tests"))
-    import browser_tools as bt
+    # The tests' helpers for serving the app and driving chromium, loaded from their file.
+    spec = importlib.util.spec_from_file_location("browser_tools",
+                                                  REPO / "tests" / "browser_tools.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
 
     if bt.CHROMIUM is None:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -33,17 +34,19 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def page_paths() -> list[str]:
-    """Each page's URL_PATH, in the order of app.PAGES, read from the sources (importing the
-    views outside a Streamlit runtime would only log warnings)."""
+    """Each page's URL_PATH, in the order of ``navigation.PAGES``, read from the package's
+    sources (importing the views outside a Streamlit runtime would only log warnings)."""
+    package = Path(importlib.util.find_spec("warpbench_leaderboard").origin).parent
 
     def constant(path: Path, name: str):
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(getattr(t, "id", None) == name for t in targets):
                 return ast.literal_eval(node.value)
         raise LookupError(f"{name} not in {path}")
 
-    return [constant(APP.parent / "views" / f"{name}.py", "URL_PATH")
-            for name in constant(APP, "PAGES")]
+    return [constant(package / "views" / f"{name}.py", "URL_PATH")
+            for name in constant(package / "navigation.py", "PAGES")]
 
 
 PAGE_PATHS = page_paths()
@@ -136,7 +139,8 @@ def serve(db: Path, workdir: Path, env: dict | None = None) -> Iterator[str]:
         try:
             wait_http(f"{base}/_stcore/health", 60, process)
         except Exception:
-            raise RuntimeError(f"streamlit did not start:\n{log_path.read_text(errors='replace')}") from None
+            log = log_path.read_text(errors="replace")
+            raise RuntimeError(f"streamlit did not start:\n{log}") from None
         yield base
     finally:
         stop(process)

@@ -1,9 +1,8 @@
-"""The leaderboard app: its data shaping (``leaderboard/tables.py``) and the page itself, run
-through Streamlit's AppTest on an empty, a filled and an unreadable store."""
+"""The leaderboard app: its data shaping (``warpbench_leaderboard.tables``) and the pages
+themselves, run through Streamlit's AppTest on an empty, a filled and an unreadable store."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -15,13 +14,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from warpbench.store import LEADERBOARD_COLUMNS, Store, StoreBusy
+from warpbench_leaderboard import loaders, navigation, pairview, tables
 
-APP_DIR = Path(__file__).resolve().parents[1] / "leaderboard"
-APP = APP_DIR / "app.py"
-if str(APP_DIR) not in sys.path:
-    sys.path.insert(0, str(APP_DIR))
-
-import tables  # noqa: E402  (leaderboard/tables.py, not an installed package)
+APP = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
 
 TIMEOUT = 30  # first import of torch and duckdb is slow on small machines
 
@@ -147,16 +142,13 @@ def test_unreadable_store_shows_an_error(monkeypatch, tmp_path):
 
 
 def test_db_path_resolution(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("warpbench_leaderboard_app", APP)
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)  # defines, does not run: main() only runs as __main__
     monkeypatch.chdir(tmp_path)
     env = {"WARPBENCH_DB": "/env/wb.duckdb"}
-    assert app.resolve_db_path(["--db", "/argv/wb.duckdb"], env) == "/argv/wb.duckdb"
-    assert app.resolve_db_path(["--db=/argv/wb.duckdb"], env) == "/argv/wb.duckdb"
-    assert app.resolve_db_path(["-q", "tests"], env) == "/env/wb.duckdb"
-    assert app.resolve_db_path([], {}) == str(tmp_path / "results" / "warpbench.duckdb")
-    assert app.resolve_db_path(["--db", "mine.duckdb"], {}) == str(tmp_path / "mine.duckdb")
+    assert navigation.resolve_db_path(["--db", "/argv/wb.duckdb"], env) == "/argv/wb.duckdb"
+    assert navigation.resolve_db_path(["--db=/argv/wb.duckdb"], env) == "/argv/wb.duckdb"
+    assert navigation.resolve_db_path(["-q", "tests"], env) == "/env/wb.duckdb"
+    assert navigation.resolve_db_path([], {}) == str(tmp_path / "results" / "warpbench.duckdb")
+    assert navigation.resolve_db_path(["--db", "mine.duckdb"], {}) == str(tmp_path / "mine.duckdb")
 
 
 # --- tables.py -----------------------------------------------------------------------------------
@@ -164,13 +156,13 @@ def test_db_path_resolution(tmp_path, monkeypatch):
 def board() -> pd.DataFrame:
     rows = [
         ("demons", "default", "classical", "none", "synthetic", None, 10, 0, 0.81234, 0.02,
-         2.5, 0.04, 0.0, 1.5, 200.0, "r1"),
+         2.5, 0.04, 0.0, 1.5, 200.0, "r1", None),
         ("identity", "default", "baseline", "none", "synthetic", None, 10, 0, 0.41, 0.05,
-         6.0, 0.0, 0.0, 0.01, 50.0, "r2"),
+         6.0, 0.0, 0.0, 0.01, 50.0, "r2", None),
         ("demons", "fast", "classical", "none", "hippocampus", None, 8, 2, 0.7, float("nan"),
-         3.0, 0.05, 0.1, 0.5, None, "r3"),
+         3.0, 0.05, 0.1, 0.5, None, "r3", None),
         ("mystery", "default", None, None, "hippocampus", None, 9, 1, 0.6, 0.1,
-         4.0, 0.1, 1.0, 2.0, 100.0, "r4"),
+         4.0, 0.1, 1.0, 2.0, 100.0, "r4", None),
     ]
     return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
 
@@ -213,13 +205,12 @@ def test_display_table(board):
     assert list(tables.display_table(board.iloc[:0]).columns) == list(table.columns)
 
 
-def test_format_table(board):
-    text = tables.format_table(tables.display_table(board))
-    assert text.loc[0, "Mean Dice"] == "0.812"
-    assert text.loc[0, "Pairs"] == "10"
-    assert text.loc[0, "HD95 (mm)"] == "2.50"
-    assert text.loc[2, "Std"] == tables.MISSING_TEXT
-    assert text.loc[2, "Peak memory (MB)"] == tables.MISSING_TEXT
+def test_display_table_marks_a_training_dataset_as_the_store_does(board):
+    trained = board.assign(train_dataset=["synthetic", "hippocampus", "synthetic", None],
+                           in_domain=[True, False, False, None])  # Store.leaderboard()'s column
+    assert tables.display_table(trained)["Trained on"].tolist() == [
+        "synthetic (in-domain)", "hippocampus (shifted)", "synthetic (shifted)", tables.MISSING_TEXT]
+    assert tables.learning_configs(trained)["run_id"].tolist() == ["r1", "r2", "r3"]
 
 
 def test_messages():
@@ -235,34 +226,23 @@ def test_messages():
 
 
 # --- every page, through app.py's navigation ------------------------------------------------------
-def _page_script(app_dir: str, page: str) -> None:
-    """What AppTest runs: app.py's main() with ``page`` as the page at the root URL (AppTest has
+def _page_script(page: str) -> None:
+    """What AppTest runs: the app's main() with ``page`` as the page at the root URL (AppTest has
     no URL path to pick a page by)."""
-    import sys
+    from warpbench_leaderboard import navigation
 
-    if app_dir not in sys.path:
-        sys.path.insert(0, app_dir)
-    import app
-
-    app.main(start_page=page)
+    navigation.main(start_page=page)
 
 
-def _load_app_module():
-    spec = importlib.util.spec_from_file_location("warpbench_leaderboard_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PAGE_MODULES = _load_app_module().PAGES
-PAGE_PATHS = [importlib.import_module(f"views.{name}").URL_PATH for name in PAGE_MODULES]
+PAGE_MODULES = navigation.PAGES
+PAGE_PATHS = [navigation.page_module(name).URL_PATH for name in PAGE_MODULES]
 
 
 def _open(monkeypatch, db: Path, page: str, query: dict | None = None, cwd: Path | None = None) -> AppTest:
     monkeypatch.setenv("WARPBENCH_DB", str(db))
     if cwd is not None:
         monkeypatch.chdir(cwd)
-    at = AppTest.from_function(_page_script, args=(str(APP_DIR), page), default_timeout=60)
+    at = AppTest.from_function(_page_script, args=(page,), default_timeout=60)
     at.query_params.update(query or {})
     return at.run()
 
@@ -274,7 +254,7 @@ def _texts(elements) -> str:
 def test_every_page_is_in_the_navigation():
     assert len(PAGE_MODULES) == 8 and len(set(PAGE_PATHS)) == 8
     for name in PAGE_MODULES:
-        view = importlib.import_module(f"views.{name}")
+        view = navigation.page_module(name)
         assert view.TITLE and view.ICON and callable(view.render)
 
 
@@ -288,6 +268,23 @@ def test_every_page_on_an_empty_store_says_how_to_fill_it(monkeypatch, tmp_path,
     assert "warpbench run" in _texts(at.info)
     assert not at.dataframe or page == "instrumentation"  # the literature table needs no runs
     assert not db.exists()
+
+
+PAGE_TITLES = {
+    "leaderboard": "Leaderboard", "instrumentation": "Instrumentation bias",
+    "supervision": "Classical versus unsupervised versus label-supervised",
+    "domain-shift": "Domain shift", "mi-vs-dice": "MI(i;s) versus Dice",
+    "significance": "Significance", "pair-viewer": "Pair viewer", "runs": "Runs and provenance",
+}
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_every_page_opens_with_its_title_and_the_refresh_button(monkeypatch, app_store, page):
+    at = _open(monkeypatch, app_store, page, cwd=app_store.parent)
+    assert [t.value for t in at.title] == [PAGE_TITLES[page]]
+    assert [b.label for b in at.sidebar.button] == ["Refresh"]
+    at.sidebar.button[0].click().run()  # reads the store again
+    assert not at.exception and [t.value for t in at.title] == [PAGE_TITLES[page]]
 
 
 @pytest.mark.parametrize("page", PAGE_PATHS)
@@ -419,7 +416,7 @@ def test_runs_page_lists_provenance_and_failures(monkeypatch, app_store):
     assert not at.exception
 
 
-# --- a store with learning runs (written directly: learning methods do not exist yet) -------------
+# --- a store with learning runs (written directly, so the tests train nothing) --------------------
 STUDY = (  # method, family, supervision, train, dataset, base dice
     ("greedy", "classical", "none", None, "oasis", 0.80),
     ("greedy", "classical", "none", None, "lpba", 0.72),
@@ -437,7 +434,7 @@ def study_db(tmp_path_factory) -> Path:
     for method, family, supervision, train, dataset, base in STUDY:
         provenance = {"method": method, "preset": "default", "params": "{}", "family": family,
                       "supervision": supervision, "dataset": dataset, "train_dataset": train,
-                      "seed": 0}
+                      "in_domain": None if train is None else train == dataset, "seed": 0}
         run = store.begin_run(f"{method}/{train}/{dataset}", provenance)
         for k in range(4):
             store.record_pair(run.run_id, 1, _pair(f"s{k}", f"s{k + 1}", base + 0.01 * k))
@@ -542,8 +539,6 @@ def test_store_reads_for_the_app(app_store, tmp_path):
 def test_cached_reads_follow_the_store_and_do_not_share_a_cache(app_store, tmp_path):
     import shutil
 
-    import loaders
-
     db = tmp_path / "copy.duckdb"
     shutil.copy(app_store, db)
     path = str(db)
@@ -562,8 +557,6 @@ def test_cached_reads_follow_the_store_and_do_not_share_a_cache(app_store, tmp_p
 
 
 def test_pair_viewer_says_why_a_pair_cannot_be_recomputed(app_store):
-    import pairview
-
     config = app_store.parent / "datasets.yaml"
     run = Store(app_store).runs().iloc[0].to_dict()
     fixed, moving = "subject_000", "subject_001"

@@ -1,10 +1,7 @@
-"""The app's figure functions (``leaderboard/figures.py``) and the table shaping behind them
-(``leaderboard/tables.py``), on inputs whose answers are known."""
+"""The app's figure functions (``warpbench_leaderboard.figures``) and the table shaping behind
+them (``warpbench_leaderboard.tables``), on inputs whose answers are known."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,13 +10,7 @@ import pytest
 from warpbench import stats
 from warpbench.literature import ReportedResult
 from warpbench.store import LEADERBOARD_COLUMNS, PAIR_SCORE_COLUMNS
-
-APP_DIR = Path(__file__).resolve().parents[1] / "leaderboard"
-if str(APP_DIR) not in sys.path:
-    sys.path.insert(0, str(APP_DIR))
-
-import figures  # noqa: E402
-import tables  # noqa: E402
+from warpbench_leaderboard import figures, tables
 
 
 # --- a small study: per-pair scores and the leaderboard built from them --------------------------
@@ -38,13 +29,14 @@ CONFIGS = [  # method, preset, family, supervision, train_dataset, dataset, per-
 
 @pytest.fixture
 def study() -> pd.DataFrame:
-    """Per-pair rows with their run's description."""
+    """Per-pair rows with their run's description (``in_domain`` as the store records it)."""
     rows = []
     for k, (method, preset, family, supervision, train, dataset, dice) in enumerate(CONFIGS):
         for i, value in enumerate(dice):
             rows.append({"run_id": f"r{k}", "method": method, "preset": preset, "family": family,
                          "supervision": supervision, "dataset": dataset, "train_dataset": train,
-                         "seed": 0, "fixed": f"s{i}", "moving": f"s{i + 1}", "status": "ok",
+                         "in_domain": None if train is None else train == dataset, "seed": 0,
+                         "fixed": f"s{i}", "moving": f"s{i + 1}", "status": "ok",
                          "mean_dice": value, "mean_hd95": 3.0 - value, "sdlogj": 0.05,
                          "folding_percent": 0.0, "seconds": 1.0, "peak_memory_mb": 100.0})
     rows.append({**rows[0], "fixed": "s8", "moving": "s9", "status": "failed", "mean_dice": None})
@@ -63,7 +55,8 @@ def summary(study, pairs) -> pd.DataFrame:
     board = ok.groupby("run_id", sort=False).agg(
         method=("method", "first"), preset=("preset", "first"), family=("family", "first"),
         supervision=("supervision", "first"), dataset=("dataset", "first"),
-        train_dataset=("train_dataset", "first"), pairs=("mean_dice", "size"),
+        train_dataset=("train_dataset", "first"), in_domain=("in_domain", "first"),
+        pairs=("mean_dice", "size"),
         dice=("mean_dice", "mean"), dice_std=("mean_dice", "std"), hd95=("mean_hd95", "mean"),
         sdlogj=("sdlogj", "mean"), folding_percent=("folding_percent", "mean"),
         seconds=("seconds", "mean"), peak_memory_mb=("peak_memory_mb", "max"),

@@ -159,3 +159,26 @@ def test_competition_rank():
     ranks = stats.competition_rank([0.5, 0.7, 0.7, np.nan, 0.1])
     assert ranks[:3].tolist() == [3, 1, 1] and math.isnan(ranks[3]) and ranks[4] == 4
     assert stats.competition_rank([3.0, 1.0, 2.0], higher_is_better=False).tolist() == [3, 1, 2]
+
+
+# --- box plots, least-squares lines --------------------------------------------------------------
+def test_tukey_box_of_a_known_sample():
+    box = stats.tukey_box([0.80, 0.82, 0.84, 0.86, np.nan])  # NaN left out
+    assert box.n == 4 and box.median == pytest.approx(0.83) and box.mean == pytest.approx(0.83)
+    assert (box.q1, box.q3) == pytest.approx((0.815, 0.845))  # linear interpolation
+    assert (box.lowerfence, box.upperfence) == pytest.approx((0.80, 0.86))  # no outlier
+    # 1..8 and 30: q1 = 3, q3 = 7, so the upper whisker ends at 8 (<= 7 + 1.5 * 4), not at 30
+    outlier = stats.tukey_box([1, 2, 3, 4, 5, 6, 7, 8, 30])
+    assert (outlier.q1, outlier.q3) == (3.0, 7.0)
+    assert (outlier.lowerfence, outlier.upperfence) == (1.0, 8.0)
+    assert outlier.mean == pytest.approx(66 / 9)
+    empty = stats.tukey_box([np.nan])
+    assert empty.n == 0 and math.isnan(empty.median) and math.isnan(empty.upperfence)
+
+
+def test_least_squares_line():
+    slope, intercept = stats.least_squares_line([0, 1, 2, 3, np.nan], [1, 3, 5, 7, 100])
+    assert (slope, intercept) == pytest.approx((2.0, 1.0))  # the NaN point is left out
+    x, y = [1.0, 2.0, 3.0, 4.0, 5.0], [0.72, 0.71, 0.74, 0.73, 0.75]
+    assert stats.least_squares_line(x, y) == pytest.approx(tuple(np.polyfit(x, y, 1)))
+    assert all(math.isnan(v) for v in stats.least_squares_line([2, 2, 2], [1, 2, 3]))

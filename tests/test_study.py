@@ -13,10 +13,12 @@ PAIRS = 12
 
 def frames(runs: dict[str, tuple], scores: dict[str, np.ndarray], params: dict[str, dict]):
     """The leaderboard, pair-score and run frames as the store returns them: ``runs`` maps a run
-    id to (method, preset, family, supervision, dataset, train_dataset)."""
+    id to (method, preset, family, supervision, dataset, train_dataset); ``in_domain`` is what
+    the store records with a trained run."""
     board = pd.DataFrame(
         [dict(zip(["method", "preset", "family", "supervision", "dataset", "train_dataset"], v),
-              run_id=k) for k, v in runs.items()])
+              run_id=k, in_domain=None if v[5] is None else v[5] == v[4])
+         for k, v in runs.items()])
     pairs = pd.DataFrame([
         {"run_id": run_id, "fixed": f"f{i}", "moving": f"m{i}", "status": "ok", "mean_dice": dice}
         for run_id, values in scores.items() for i, dice in enumerate(values)])

@@ -262,15 +262,11 @@ def test_a_run_resumes_on_another_machine_from_its_exported_tables(setup, tmp_pa
     assert elsewhere.leaderboard()["dice"].tolist() == store.leaderboard()["dice"].tolist()
 
 
-def _runs_page(app_dir: str) -> None:
+def _runs_page() -> None:
     """What AppTest runs: the app with the Runs page at the root URL."""
-    import sys
+    from warpbench_leaderboard import navigation
 
-    if app_dir not in sys.path:
-        sys.path.insert(0, app_dir)
-    import app
-
-    app.main(start_page="runs")
+    navigation.main(start_page="runs")
 
 
 def test_the_runs_page_shows_trainings_and_their_curves(setup, monkeypatch):
@@ -279,8 +275,7 @@ def test_the_runs_page_shows_trainings_and_their_curves(setup, monkeypatch):
     registry, config, store, _ = setup
     run(registry, config, store, ["toy-learner"], ["toy-a"])
     monkeypatch.setenv("WARPBENCH_DB", str(store.path))
-    app_dir = str(Path(__file__).resolve().parents[1] / "leaderboard")
-    at = AppTest.from_function(_runs_page, args=(app_dir,), default_timeout=60).run()
+    at = AppTest.from_function(_runs_page, default_timeout=60).run()
     assert not at.exception
     assert "Trainings" in [h.value for h in at.header]
     assert at.selectbox(key="training_curve").value == store.trainings()["training_key"][0]
@@ -304,12 +299,8 @@ def test_presets_differing_only_in_test_time_keys_share_one_training(setup):
 
 
 def test_a_learning_runs_fields_are_recreated_with_its_weights_and_their_loss_is_explained(setup, tmp_path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "leaderboard"))
-    import pairview
-
     from warpbench.fields import ExportError, export_run_fields
+    from warpbench_leaderboard import pairview
 
     registry, config, store, learner = setup
     run(registry, config, store, ["toy-learner"], ["toy-a", "toy-b"], train_on=["toy-a"])

@@ -5,11 +5,11 @@ displacement of one pair channels-last, (D, H, W, 3), in voxels of the fixed gri
 Learn2Reg convention; in memory warpbench keeps it channels-first, (3, D, H, W). Files are read
 without pickle (``np.load(..., allow_pickle=False)``), so a field file cannot run code.
 
-The store keeps scores, not fields. A run's fields are re-created by running its method again
-with the run's preset and seed on the same dataset (:func:`export_run_fields`); a learning run
-registers again with the weights its training left (:func:`run_weights`). Each re-created pair is
-scored again and compared with the stored scores, so a method that does not reproduce its own
-result is reported rather than exported silently.
+The store keeps scores, not fields. A run's fields are re-created by replaying it
+(:mod:`warpbench.replay`: its method, preset, seed and trained weights, refused when any of them
+differs from what the run used) on the same dataset (:func:`export_run_fields`). Each re-created
+pair is scored again and compared with the stored scores, so a method that does not reproduce
+its own result is reported rather than exported silently.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def field_name(fixed: str, moving: str, fmt: str = "nii.gz") -> str:
     return f"disp_{fixed}_{moving}.{fmt}"
 
 
-def find_field(folder: str | Path, fixed: str, moving: str, dataset: str | None = None) -> Path | None:
+def find_field(folder: str | Path, fixed: str, moving: str, dataset: str | None = None
+               ) -> Path | None:
     """The pair's file in ``folder/<dataset>/`` or else ``folder/``, trying each format."""
     folder = Path(folder)
     places = ([folder / dataset] if dataset else []) + [folder]
@@ -118,117 +119,54 @@ def _value(value) -> float | None:
     return None if value is None or value != value else float(value)
 
 
-def find_run(store, run_id: str) -> dict:
-    """A run's row by id or unique id prefix; :class:`ExportError` otherwise."""
-    runs = store.runs()
-    if runs.empty:
-        raise ExportError(f"{store.path}: no runs")
-    matches = runs[runs["run_id"].str.startswith(run_id)] if run_id else runs.iloc[0:0]
-    if matches.empty:
-        raise ExportError(f"{store.path}: no run {run_id!r} (warpbench runs are listed by "
-                          f"`warpbench leaderboard --format csv`, column run_id)")
-    if len(matches) > 1:
-        raise ExportError(f"{store.path}: {run_id!r} matches {len(matches)} runs; give more of the id")
-    return matches.iloc[0].to_dict()
-
-
-def run_weights(store, run: dict) -> Path | None:
-    """The weights file a learning run registered with, found through its ``training_key`` in the
-    trainings table; None for a run of an untrained method. :class:`ExportError` when the
-    training or its file is gone, naming the file and the command that trains it again."""
-    key = run.get("training_key")
-    if not isinstance(key, str):
-        return None
-    row = store.training(key)
-    weights = Path(row["weights"]) if row and isinstance(row.get("weights"), str) else None
-    if weights is not None and weights.is_file():
-        return weights
-    what = (f"its weights {weights} are gone" if weights else
-            f"its training {key} has no weights in {store.path}")
-    seed = int(run["seed"]) if _value(run.get("seed")) is not None else 0
-    raise ExportError(
-        f"run {run['run_id']} ({run['method']}:{run['preset']} trained on "
-        f"{run['train_dataset']}) needs its trained weights, but {what}; train it again with "
-        f"`warpbench train --db {store.path} --method {run['method']}:{run['preset']} "
-        f"--dataset {run['train_dataset']} --seed {seed}` (the re-trained network may score "
-        "differently)")
-
-
 def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt: str = "nii.gz",
                       device=None, progress: bool = False) -> ExportSummary:
-    """Re-create the fields of a stored run's scored pairs and write them to ``out``."""
+    """Re-create the fields of a stored run's scored pairs (:mod:`warpbench.replay`) and write
+    them to ``out`` with a ``fields.json`` manifest. :class:`ExportError` when the run cannot be
+    replayed here, saying why."""
     import torch
 
-    from warpbench.config import build_dataset
-    from warpbench.datasets import DatasetConfigError
+    from warpbench import replay
     from warpbench.executors import default_device
-    from warpbench.runner import evaluate_pair
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    run = find_run(store, run_id)
-    name, preset = run["method"], run["preset"]
-    method = registry.methods.get(name)
-    if method is None:
-        raise ExportError(f"run {run['run_id']} used method {name!r} (from "
-                          f"{run['plugin_distribution']} {run['plugin_version']}), which is not "
-                          "installed here, so its fields cannot be re-created")
-    if str(method.version) != str(run["method_version"]):
-        raise ExportError(f"run {run['run_id']} used {name!r} version {run['method_version']!r}; "
-                          f"version {method.version!r} is installed and may give other fields")
-    if preset not in method.presets:
-        raise ExportError(f"method {name!r} has no preset {preset!r} any more")
-    params = method.presets[preset]
-    if json.loads(run["params"]) != json.loads(json.dumps(params, sort_keys=True)):
-        raise ExportError(f"preset {name}:{preset} now has other parameters than run "
-                          f"{run['run_id']} used ({run['params']})")
     try:
-        dataset = build_dataset(config, run["dataset"], registry.dataset_kinds)
-    except DatasetConfigError as exc:
+        run = replay.find_run(store, run_id)
+        again = replay.prepare(registry, config, run, replay.run_weights(store, run))
+    except replay.ReplayError as exc:
         raise ExportError(str(exc)) from None
-    if dataset.fingerprint() != run["dataset_fingerprint"]:
-        raise ExportError(f"dataset {run['dataset']!r} in {config.path} is not the one run "
-                          f"{run['run_id']} evaluated (its options, split or pairs changed)")
-    available, reason = dataset.availability()
-    if not available:
-        raise ExportError(f"dataset {run['dataset']!r} is unavailable: {reason}")
-    weights = run_weights(store, run)
 
     device = torch.device(device) if device else default_device()
     pairs = store.pairs(run["run_id"])
-    pairs = pairs[pairs["status"] == "ok"]
-    summary = ExportSummary(Path(out))
-    subjects = {}
-
-    def subject(subject_id):
-        if subject_id not in subjects:
-            subjects[subject_id] = dataset.load(subject_id)
-        return subjects[subject_id]
-
-    rows = pairs.to_dict("records")
+    rows = pairs[pairs["status"] == "ok"].to_dict("records")
     if progress:
         from tqdm import tqdm
 
-        rows = tqdm(rows, desc=f"{name}:{preset} on {run['dataset']}", unit="pair")
+        rows = tqdm(rows, desc=f"{run['method']}:{run['preset']} on {run['dataset']}", unit="pair")
+    summary = ExportSummary(Path(out))
     for row in rows:
         label = f"{row['fixed']} <- {row['moving']}"
-        fixed, moving = subject(row["fixed"]), subject(row["moving"])
-        result = evaluate_pair(method, params, dataset, fixed, moving, device,
-                               seed=int(run["seed"] or 0), keep_field=True, weights=weights)
-        if result.status != "ok":
-            summary.failed.append(f"{label}: {result.error}")
+        try:
+            pair = again.register(row["fixed"], row["moving"], device)
+        except replay.ReplayError as exc:
+            summary.failed.append(f"{label}: {exc}")
             continue
-        stored, now = _value(row["mean_dice"]), result.mean_dice
+        if pair.result.status != "ok":
+            summary.failed.append(f"{label}: {pair.result.error}")
+            continue
+        stored, now = _value(row["mean_dice"]), pair.result.mean_dice
         if (stored is None) != (now is None) or (
                 stored is not None and abs(stored - now) > REPRODUCE_TOLERANCE):
             summary.not_reproduced.append(f"{label}: stored mean Dice {stored}, re-created {now}")
         path = summary.folder / field_name(row["fixed"], row["moving"], fmt)
-        summary.written.append(write_field(path, result.displacement, fixed.affine))
+        summary.written.append(write_field(path, pair.result.displacement, pair.fixed.affine))
     manifest = {
-        "run_id": run["run_id"], "method": name, "preset": preset, "params": json.loads(run["params"]),
-        "method_version": run["method_version"], "dataset": run["dataset"],
-        "dataset_fingerprint": run["dataset_fingerprint"], "seed": run["seed"],
-        "train_dataset": run.get("train_dataset"), "weights": str(weights) if weights else None,
+        "run_id": run["run_id"], "method": run["method"], "preset": run["preset"],
+        "params": json.loads(run["params"]), "method_version": run["method_version"],
+        "dataset": run["dataset"], "dataset_fingerprint": run["dataset_fingerprint"],
+        "seed": again.seed, "train_dataset": run.get("train_dataset"),
+        "weights": str(again.weights) if again.weights else None,
         "layout": "disp_{fixed}_{moving}: pull-back displacement (D, H, W, 3) in voxels",
         "files": [p.name for p in summary.written],
     }

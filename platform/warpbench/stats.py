@@ -23,7 +23,9 @@ Definitions, so a reader can check any number the app shows:
 - ``holm``: Holm's step-down adjustment of a family of p-values (controls the family-wise error).
 - ``correlation``: Pearson's r (p from the t distribution, scipy) and Spearman's rho (p exact by
   enumerating every ordering up to 8 points, where the t approximation fails, scipy's beyond),
-  both two-sided.
+  both two-sided; ``least_squares_line``: the line a scatter of them is drawn with.
+- ``tukey_box``: the numbers of a Tukey box plot: quartiles (numpy's linear interpolation),
+  whiskers at the most extreme values within 1.5 IQR of the box, and the mean.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def _resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     ``default_rng(seed).integers(0, n, (resamples, n))``, counted per row."""
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     draws += np.arange(resamples)[:, None] * n
-    return np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+    counts = np.bincount(draws.ravel(), minlength=resamples * n)
+    return counts.reshape(resamples, n).astype(np.float64)
 
 
 def bootstrap_cis(
@@ -104,6 +107,33 @@ def worst_fraction_mean(values, fraction: float = WORST_FRACTION) -> float:
     if x.size == 0:
         return math.nan
     return float(x[: max(1, math.ceil(fraction * x.size))].mean())
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    """What a box plot of one sample draws (:func:`tukey_box`)."""
+
+    n: int
+    q1: float
+    median: float
+    q3: float
+    lowerfence: float
+    upperfence: float
+    mean: float
+
+
+def tukey_box(values) -> BoxStats:
+    """Quartiles, Tukey's whiskers (the most extreme values within 1.5 IQR of the box) and mean
+    of the finite ``values``: a figure carries these seven numbers per box instead of every
+    score. NaN numbers (and ``n`` 0) when there are none."""
+    x = _finite(values)
+    if x.size == 0:
+        return BoxStats(0, *[math.nan] * 6)
+    q1, median, q3 = (float(q) for q in np.quantile(x, [0.25, 0.5, 0.75]))
+    reach = 1.5 * (q3 - q1)
+    inside = x[(x >= q1 - reach) & (x <= q3 + reach)]
+    return BoxStats(int(x.size), q1, median, q3, float(inside.min()), float(inside.max()),
+                    float(x.mean()))
 
 
 # --- multiple comparisons ------------------------------------------------------------------------
@@ -247,9 +277,23 @@ def correlation(x, y) -> Correlation:
     spearman = stats.spearmanr(x, y)
     spearman_p = float(spearman.pvalue)
     if n <= EXACT_SPEARMAN_MAX_N:
-        spearman_p = _spearman_exact_p(stats.rankdata(x), stats.rankdata(y), float(spearman.statistic))
+        spearman_p = _spearman_exact_p(stats.rankdata(x), stats.rankdata(y),
+                                       float(spearman.statistic))
     return Correlation(n, float(pearson.statistic), float(pearson.pvalue),
                        float(spearman.statistic), spearman_p)
+
+
+def least_squares_line(x, y) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line of ``y`` on ``x``, on the entries where both
+    are finite; NaN when fewer than two distinct ``x`` remain (no line is defined)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if np.unique(x).size < 2:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
 
 
 def _spearman_exact_p(rank_x: np.ndarray, rank_y: np.ndarray, rho: float) -> float:

@@ -44,10 +44,13 @@ BUDGET_KEYS = ("steps", "minutes")
 def pair_scores(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame | None = None
                 ) -> pd.DataFrame:
     """Every scored pair of the store's current runs with its configuration: ``config``
-    (method:preset), method, family, supervision, test ``dataset`` and ``train_dataset``, and
-    with ``params`` (``Store.runs()``'s run_id and params) the run's ``params`` as a dict."""
-    runs = board.assign(config=board["method"] + ":" + board["preset"])[
-        ["run_id", "config", "method", "family", "supervision", "dataset", "train_dataset"]]
+    (method:preset), method, family, supervision, test ``dataset``, ``train_dataset`` and
+    ``in_domain`` (the store's, as a nullable boolean: NA for an untrained run), and with
+    ``params`` (``Store.runs()``'s run_id and params) the run's ``params`` as a dict."""
+    runs = board.assign(config=board["method"] + ":" + board["preset"],
+                        in_domain=board["in_domain"].astype("boolean"))[
+        ["run_id", "config", "method", "family", "supervision", "dataset", "train_dataset",
+         "in_domain"]]
     if params is not None:
         runs = runs.merge(params[["run_id", "params"]], on="run_id", how="left")
         runs["params"] = runs["params"].map(lambda text: json.loads(text) if text else {})
@@ -74,7 +77,7 @@ def in_domain_margins(scores: pd.DataFrame, supervision: str, classical: str = C
     they are tested on, against ``classical`` on the same pairs."""
     reference = scores[scores["config"] == classical]
     learned = scores[(scores["family"] == "learning") & (scores["supervision"] == supervision)
-                     & (scores["train_dataset"] == scores["dataset"])]
+                     & scores["in_domain"]]
     rows = []
     for (dataset, config), group in learned.groupby(["dataset", "config"], sort=True):
         both = group.merge(reference[reference["dataset"] == dataset], on=["fixed", "moving"],
@@ -83,7 +86,8 @@ def in_domain_margins(scores: pd.DataFrame, supervision: str, classical: str = C
             continue
         test = stats.paired_tests(both["mean_dice"], both["mean_dice_classical"])
         rows.append({"dataset": dataset, "config": config, "pairs": test.n,
-                     "classical": test.mean_b, "dlir": test.mean_a, "difference": test.mean_difference,
+                     "classical": test.mean_b, "dlir": test.mean_a,
+                     "difference": test.mean_difference,
                      "p": test.wilcoxon_p})
     _adjust(rows, alpha, "DLIR better", "classical better", "difference")
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -93,11 +97,11 @@ def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Per test dataset and learning configuration trained both on it and elsewhere: the
     per-pair mean score of the shifted networks minus the in-domain one (negative: the
     network loses under shift, and so its margin over classical shrinks by as much)."""
-    learned = scores[(scores["family"] == "learning") & scores["train_dataset"].notna()]
+    learned = scores[(scores["family"] == "learning") & scores["in_domain"].notna()]
     rows = []
     for (dataset, config), group in learned.groupby(["dataset", "config"], sort=True):
-        own = group[group["train_dataset"] == dataset]
-        others = group[group["train_dataset"] != dataset]
+        own = group[group["in_domain"]]
+        others = group[~group["in_domain"]]
         if own.empty or others.empty:
             continue
         shifted = others.groupby(["fixed", "moving"], as_index=False)["mean_dice"].mean()
@@ -114,9 +118,9 @@ def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
 def budget_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Per test dataset and in-domain network: each configuration against one of the same
     method whose training settings differ only in the budget (``BUDGET_KEYS``) and which trained
-    fewer steps; the per-pair change (more steps minus fewer). Needs ``pair_scores(..., params)``."""
-    learned = scores[(scores["family"] == "learning")
-                     & (scores["train_dataset"] == scores["dataset"])]
+    fewer steps; the per-pair change (more steps minus fewer). Needs
+    ``pair_scores(..., params)``."""
+    learned = scores[(scores["family"] == "learning") & scores["in_domain"]]
     rows = []
     for (dataset, _method), group in learned.groupby(["dataset", "method"], sort=True):
         configs = group.drop_duplicates("config").set_index("config")["params"]
@@ -166,8 +170,10 @@ def report(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame,
                          f"(classical configurations here: {known or 'none'})")
     sections = []
     for title, table in (
-        ("Unsupervised DLIR against classical, in domain", in_domain_margins(scores, "none", classical, alpha)),
-        ("Label-supervised DLIR against classical, in domain", in_domain_margins(scores, "labels", classical, alpha)),
+        ("Unsupervised DLIR against classical, in domain",
+         in_domain_margins(scores, "none", classical, alpha)),
+        ("Label-supervised DLIR against classical, in domain",
+         in_domain_margins(scores, "labels", classical, alpha)),
         ("The DLIR margin under domain shift", shift_changes(scores, alpha)),
         ("More training steps, in domain", budget_changes(scores, alpha)),
     ):

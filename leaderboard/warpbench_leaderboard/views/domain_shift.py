@@ -6,9 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from warpbench import study
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Domain shift"
 ICON = ":material/swap_horiz:"
@@ -16,7 +14,7 @@ URL_PATH = "domain-shift"
 
 
 def render(db_path: str) -> None:
-    summary = loaders.analysis_page(
+    summary = loaders.page_start(
         db_path, "Domain shift",
         "The study's third finding: trained on one dataset (OASIS) and tested on others, the "
         "advantage of label-supervised methods vanishes while classical methods stay robust.",
@@ -34,9 +32,11 @@ def render(db_path: str) -> None:
         st.info(tables.waiting_message(
             "learning methods trained on a dataset and tested on several",
             f"None of the {len(summary)} configurations in the store was trained (every run's "
-            "training dataset is empty): learning methods are not implemented yet.",
-            "The heat map of mean Dice (training dataset x test dataset) for each learning method "
-            "appears here once they are."))
+            "training dataset is empty).",
+            "A learning method trains on each of a suite's `train_on` datasets and every network "
+            "is evaluated on each compatible dataset (`warpbench run --suite learning`); the heat "
+            "map of mean Dice (training dataset x test dataset) for each learning method appears "
+            "here once such runs are in the store."))
     else:
         options = sorted({f"{m}:{p}" for m, p in zip(trained["method"], trained["preset"])})
         choice = st.selectbox("Method", options, key="shift_method", bind="query-params")

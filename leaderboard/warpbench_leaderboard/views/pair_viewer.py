@@ -8,10 +8,7 @@ import os
 
 import streamlit as st
 
-import figures
-import loaders
-import pairview
-import tables
+from warpbench_leaderboard import figures, loaders, pairview, tables
 
 TITLE = "Pair viewer"
 ICON = ":material/view_in_ar:"
@@ -20,21 +17,19 @@ DEFAULT_CONFIG = "datasets.yaml"
 
 
 def render(db_path: str) -> None:
-    st.title("Pair viewer")
-    st.caption(
+    runs = loaders.page_start(
+        db_path, "Pair viewer",
         "The store keeps scores, not fields: the viewer re-runs the run's method with the run's "
         "preset and seed on the chosen pair, using the dataset block of `datasets.yaml`, and "
         "warps and scores it as the runner did. Fast for classical methods on small data; a "
-        "large volume on CPU takes as long as the registration did."
+        "large volume on CPU takes as long as the registration did.",
+        loaders.load_runs,
     )
-    loaders.refresh_button()
-    runs = loaders.read_or_explain(db_path, loaders.load_runs)
     if runs is None:
         return
-    runs = runs[runs["pairs_ok"] > 0] if not runs.empty else runs
+    runs = runs[runs["pairs_ok"] > 0]
     if runs.empty:
-        st.info(tables.empty_store_message(db_path) if not os.path.exists(db_path) else
-                tables.waiting_message("a run with a scored pair",
+        st.info(tables.waiting_message("a run with a scored pair",
                                        "No run in the store has a successfully registered pair.",
                                        f"Fill it with `{tables.fill_command(db_path)}`."))
         return
@@ -53,8 +48,10 @@ def render(db_path: str) -> None:
     label = st.selectbox("Run", list(by_label), key="run", bind="query-params")
     run = by_label[label]
     ok = pairs[(pairs["run_id"] == run["run_id"]) & (pairs["status"] == "ok")]
-    choices = {f"{f} ← {m}": (f, m, d) for f, m, d in zip(ok["fixed"], ok["moving"], ok["mean_dice"])}
-    pair_label = st.selectbox("Pair (fixed ← moving)", list(choices), key="pair", bind="query-params")
+    choices = {f"{f} ← {m}": (f, m, d)
+               for f, m, d in zip(ok["fixed"], ok["moving"], ok["mean_dice"])}
+    pair_label = st.selectbox("Pair (fixed ← moving)", list(choices), key="pair",
+                              bind="query-params")
     if not pair_label:
         st.info("This run has no scored pair.")
         return
@@ -62,15 +59,12 @@ def render(db_path: str) -> None:
     path = os.path.abspath(os.path.expanduser(config_path or DEFAULT_CONFIG))
     try:
         run = pairview.with_weights(db_path, run)
+        items = tuple(sorted((k, tables.json_safe(v)) for k, v in run.items()))  # hashable
         with st.spinner(f"Re-running {run['method']}:{run['preset']} on {fixed} ← {moving} ..."):
-            view = loaders.recompute_pair(path, loaders.file_mtime(path),
-                                          tuple(sorted((k, tables.json_safe(v)) for k, v in run.items())),
-                                          fixed, moving)
+            view = loaders.recompute_pair(path, loaders.file_mtime(path), items, fixed, moving)
     except pairview.PairViewError as exc:
         st.warning(str(exc))
         return
-    for warning in view.warnings:
-        st.warning(warning)
 
     cols = st.columns(4)
     cols[0].metric("Dice (stored)", f"{stored_dice:.3f}")
@@ -88,8 +82,8 @@ def render(db_path: str) -> None:
             for a in range(3)
         )
         show_labels = st.checkbox("Label overlays", value=True, key="overlay", bind="query-params")
-        step = st.slider("Grid spacing (voxels)", 2, 12, max(2, min(min(shape) // 8, 12)), key="grid",
-                         bind="query-params")
+        step = st.slider("Grid spacing (voxels)", 2, 12, max(2, min(min(shape) // 8, 12)),
+                         key="grid", bind="query-params")
 
     st.subheader("Fixed, moving and moved")
     st.plotly_chart(figures.slices_figure(

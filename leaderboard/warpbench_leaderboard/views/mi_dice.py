@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "MI vs Dice"
 ICON = ":material/scatter_plot:"
@@ -16,7 +14,7 @@ MIN_DATASETS = 3
 
 
 def render(db_path: str) -> None:
-    summary = loaders.analysis_page(
+    summary = loaders.page_start(
         db_path, "MI(i;s) versus Dice",
         "The study's fourth finding: across datasets, the Dice classical methods reach tracks the "
         "mutual information between image intensity and label map. One point per dataset and "
@@ -40,7 +38,8 @@ def render(db_path: str) -> None:
             f"{MIN_DATASETS} or more.",
             "Run a method on more datasets, e.g. `warpbench run --suite default` (four synthetic "
             "datasets that differ in how much their intensities say about their labels)."))
-    st.plotly_chart(figures.mi_dice_figure(points, correlations, tables.MI_MEASURES[measure or "mi_bits"]),
+    st.plotly_chart(figures.mi_dice_figure(points, correlations,
+                                           tables.MI_MEASURES[measure or "mi_bits"]),
                     key="mi_chart")
     for row in correlations.to_dict("records"):
         st.markdown(f"- {figures.correlation_text(row)}")
@@ -49,4 +48,5 @@ def render(db_path: str) -> None:
         if not estimator.empty:
             st.caption(f"Estimator: {estimator.iloc[0]}.")
     st.dataframe(points, hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mi", "dice")})
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("mi", "dice")})

@@ -6,9 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from warpbench import study
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Supervision"
 ICON = ":material/school:"
@@ -16,11 +14,12 @@ URL_PATH = "supervision"
 
 
 def render(db_path: str) -> None:
-    summary = loaders.analysis_page(
+    summary = loaders.page_start(
         db_path, "Classical versus unsupervised versus label-supervised",
         "The study's second finding: unsupervised deep learning does not beat classical "
         "optimisation, label-supervised deep learning does, on the data it was trained for. "
-        "Each bar is the best configuration of its group on the dataset, with its 95% bootstrap CI.",
+        "Each bar is the best configuration of its group on the dataset, with its 95% "
+        "bootstrap CI.",
     )
     if summary is None:
         return
@@ -33,8 +32,8 @@ def render(db_path: str) -> None:
             "None of the configurations in the store belongs to "
             + ", ".join(f"*{g}*" for g in missing)
             + " (learning methods have family `learning`; supervision `none` or `labels`).",
-            "They appear here once learning methods are implemented and run; the groups that "
-            "exist are shown below."))
+            "They appear here once learning methods have run (`warpbench run --suite learning`); "
+            "the groups that exist are shown below."))
     best = tables.best_per_group(grouped, "group")
     st.plotly_chart(figures.supervision_figure(best), key="supervision_chart")
     st.dataframe(

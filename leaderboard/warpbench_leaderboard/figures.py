@@ -7,13 +7,15 @@ defined once, per method family and per group of the study, and used by every fi
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from warpbench import stats
 
-import tables
+from warpbench_leaderboard import tables
 
 # --- colours, defined once -----------------------------------------------------------------------
 FAMILY_COLOURS: dict[str, str] = {
@@ -68,6 +70,17 @@ def empty_figure(message: str) -> go.Figure:
     return fig
 
 
+def _dataset_panels(datasets: list[str], vertical_spacing: float):
+    """One panel per dataset, titled with its name, at most three to a row: the figure, each
+    dataset with its panel's (row, col) as plotly numbers them, and the number of rows."""
+    cols = min(3, len(datasets))
+    rows = math.ceil(len(datasets) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=datasets,
+                        vertical_spacing=vertical_spacing)
+    places = [(dataset, k // cols + 1, k % cols + 1) for k, dataset in enumerate(datasets)]
+    return fig, places, rows
+
+
 # --- leaderboard ---------------------------------------------------------------------------------
 def ci_figure(summary: pd.DataFrame) -> go.Figure:
     """Mean Dice with its 95 % bootstrap CI, one row per configuration, one panel per dataset,
@@ -93,7 +106,8 @@ def ci_figure(summary: pd.DataFrame) -> go.Figure:
             ), row=1, col=col)
             seen.add(family)
     fig.update_xaxes(title_text="mean Dice (95% CI)")
-    fig.update_layout(template=TEMPLATE, height=max(250, 80 + 28 * rows.groupby("dataset").size().max()),
+    tallest = rows.groupby("dataset").size().max()
+    fig.update_layout(template=TEMPLATE, height=max(250, 80 + 28 * tallest),
                       legend_title_text="family", margin=dict(t=60))
     return fig
 
@@ -107,12 +121,9 @@ def preset_spread_figure(summary: pd.DataFrame) -> go.Figure:
     if rows.empty:
         return empty_figure("No configuration has a scored pair yet.")
     datasets = sorted(rows["dataset"].unique())
-    cols = min(3, len(datasets))
-    nrows = math.ceil(len(datasets) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=datasets, vertical_spacing=0.15)
+    fig, places, nrows = _dataset_panels(datasets, vertical_spacing=0.15)
     seen = set()
-    for k, dataset in enumerate(datasets):
-        r, c = divmod(k, cols)
+    for dataset, row, col in places:
         part = rows[rows["dataset"] == dataset]
         methods = sorted(part["method"].unique())
         for position, method in enumerate(methods):
@@ -124,20 +135,21 @@ def preset_spread_figure(summary: pd.DataFrame) -> go.Figure:
                 fig.add_trace(go.Scatter(
                     x=[position, position], y=[group["dice"].min(), group["dice"].max()],
                     mode="lines", line=dict(color=family_colour(family), width=8), opacity=0.25,
-                    showlegend=False, hoverinfo="skip"), row=r + 1, col=c + 1)
+                    showlegend=False, hoverinfo="skip"), row=row, col=col)
             fig.add_trace(go.Scatter(
                 x=xs, y=group["dice"], mode="markers+text", text=group["preset"],
                 textposition="top center", textfont=dict(size=10),
                 marker=dict(color=family_colour(family), size=9),
                 name=str(family), legendgroup=str(family), showlegend=family not in seen,
                 customdata=[method] * len(group),
-                hovertemplate="%{customdata}:%{text}: %{y:.3f}<extra></extra>"), row=r + 1, col=c + 1)
+                hovertemplate="%{customdata}:%{text}: %{y:.3f}<extra></extra>"),
+                row=row, col=col)
             seen.add(family)
         fig.update_xaxes(tickvals=list(range(len(methods))), ticktext=methods,
-                         range=[-0.7, len(methods) - 0.3], row=r + 1, col=c + 1)
+                         range=[-0.7, len(methods) - 0.3], row=row, col=col)
         low, high = part["dice"].min(), part["dice"].max()
         pad = max(0.05 * (high - low), 0.02)  # room for the preset names above the markers
-        fig.update_yaxes(range=[low - pad, high + 2 * pad], row=r + 1, col=c + 1)
+        fig.update_yaxes(range=[low - pad, high + 2 * pad], row=row, col=col)
     fig.update_yaxes(title_text="mean Dice", col=1)
     fig.update_layout(template=TEMPLATE, height=340 * nrows, legend_title_text="family",
                       margin=dict(t=60))
@@ -226,29 +238,22 @@ def domain_heatmap_figure(matrix: pd.DataFrame, title: str = "") -> go.Figure:
 
 
 def box_stats(pairs: pd.DataFrame, board: pd.DataFrame, metric: str = "mean_dice") -> pd.DataFrame:
-    """Per dataset and configuration, the five numbers of a Tukey box plot of ``metric`` (whiskers
-    at the most extreme values within 1.5 IQR), computed here so the figure carries ten numbers per
-    box instead of every pair's score. ``pairs`` is ``Store.pair_scores()``, ``board`` the
-    leaderboard describing its runs."""
+    """Per dataset and configuration, the numbers of a Tukey box plot of ``metric``
+    (``stats.tukey_box``), so the figure carries a few numbers per box instead of every pair's
+    score. ``pairs`` is ``Store.pair_scores()``, ``board`` the leaderboard describing its runs."""
     scored = tables.attach_runs(tables.ok_pairs(pairs), board) if not pairs.empty else pairs
-    columns = ["dataset", "config", "family", "n", "q1", "median", "q3", "lowerfence",
-               "upperfence", "mean"]
+    columns = ["dataset", "config", "family", *stats.BoxStats.__dataclass_fields__]
     if scored.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     values = scored[metric].to_numpy(dtype=np.float64)
     families = scored["family"].to_numpy()
-    for (dataset, config), index in scored.groupby(["dataset", "config"], sort=True).indices.items():
-        v = values[index]
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            continue
-        q1, median, q3 = np.quantile(v, [0.25, 0.5, 0.75])
-        iqr = q3 - q1
-        inside = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
-        rows.append({"dataset": dataset, "config": config, "family": families[index[0]],
-                     "n": v.size, "q1": q1, "median": median, "q3": q3,
-                     "lowerfence": inside.min(), "upperfence": inside.max(), "mean": v.mean()})
+    groups = scored.groupby(["dataset", "config"], sort=True).indices
+    for (dataset, config), index in groups.items():
+        box = stats.tukey_box(values[index])
+        if box.n:
+            rows.append({"dataset": dataset, "config": config, "family": families[index[0]],
+                         **asdict(box)})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -258,12 +263,9 @@ def box_figure(boxes: pd.DataFrame, metric_title: str = "Dice") -> go.Figure:
     if boxes.empty:
         return empty_figure("No scored pairs yet.")
     datasets = sorted(boxes["dataset"].unique())
-    cols = min(3, len(datasets))
-    nrows = math.ceil(len(datasets) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=datasets, vertical_spacing=0.2)
+    fig, places, nrows = _dataset_panels(datasets, vertical_spacing=0.2)
     seen = set()
-    for k, dataset in enumerate(datasets):
-        r, c = divmod(k, cols)
+    for dataset, row, col in places:
         part = boxes[boxes["dataset"] == dataset].sort_values("median", ascending=False)
         for family, group in part.groupby("family", sort=False, dropna=False):
             fig.add_trace(go.Box(
@@ -271,7 +273,7 @@ def box_figure(boxes: pd.DataFrame, metric_title: str = "Dice") -> go.Figure:
                 lowerfence=group["lowerfence"], upperfence=group["upperfence"], mean=group["mean"],
                 boxpoints=False, name=str(family), legendgroup=str(family),
                 showlegend=family not in seen, marker_color=family_colour(family),
-                line_color=family_colour(family)), row=r + 1, col=c + 1)
+                line_color=family_colour(family)), row=row, col=col)
             seen.add(family)
     fig.update_yaxes(title_text=metric_title, col=1)
     fig.update_layout(template=TEMPLATE, height=380 * nrows, legend_title_text="family",
@@ -303,9 +305,9 @@ def correlation_text(row) -> str:
     """One line per family: Pearson and Spearman coefficients with their p-values."""
     if row["n"] < 3 or math.isnan(row["pearson_r"]):
         return f"{row['family']}: n = {row['n']}, correlation undefined (needs 3 varying points)"
-    return (f"{row['family']}: Pearson r = {row['pearson_r']:.2f} (p = {_fmt_p(row['pearson_p'])}), "
-            f"Spearman ρ = {row['spearman_rho']:.2f} (p = {_fmt_p(row['spearman_p'])}), "
-            f"n = {row['n']}")
+    return (f"{row['family']}: Pearson r = {row['pearson_r']:.2f} "
+            f"(p = {_fmt_p(row['pearson_p'])}), Spearman ρ = {row['spearman_rho']:.2f} "
+            f"(p = {_fmt_p(row['spearman_p'])}), n = {row['n']}")
 
 
 def mi_dice_figure(points: pd.DataFrame, correlations: pd.DataFrame,
@@ -322,8 +324,8 @@ def mi_dice_figure(points: pd.DataFrame, correlations: pd.DataFrame,
             textposition="top center", name=str(family), marker=dict(size=11, color=colour),
             customdata=group["config"],
             hovertemplate="%{text}: MI %{x:.3f}, Dice %{y:.3f} (%{customdata})<extra></extra>"))
-        if group["mi"].nunique() >= 2:
-            slope, intercept = np.polyfit(group["mi"], group["dice"], 1)
+        slope, intercept = stats.least_squares_line(group["mi"], group["dice"])
+        if math.isfinite(slope):
             xs = np.array([group["mi"].min(), group["mi"].max()])
             fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines",
                                      line=dict(color=colour, dash="dash"), showlegend=False,
@@ -391,6 +393,11 @@ def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(volume, index, axis=axis)
 
 
+def _plane_titles(index) -> list[str]:
+    """The three slices' titles: the plane perpendicular to each axis, at its index."""
+    return [f"⟂ {plane} at {index[a]}" for a, plane in enumerate(PLANES)]
+
+
 def _label_colourscale(max_label: int):
     """A stepped colour scale mapping label k to LABEL_CYCLE[k % len] on [1, max_label]."""
     top = max(int(max_label), 1)
@@ -426,7 +433,7 @@ def slices_figure(images: dict, labels: dict, index, spacing=None, show_labels: 
     """Orthogonal slices through ``index`` (one voxel index per axis): one row per image
     (e.g. fixed, moving, moved), one column per plane, each label map as a translucent overlay."""
     names = list(images)
-    titles = [f"{name}: ⟂ {plane} at {index[a]}" for name in names for a, plane in enumerate(PLANES)]
+    titles = [f"{name}: {title}" for name in names for title in _plane_titles(index)]
     fig = make_subplots(rows=len(names), cols=3, subplot_titles=titles,
                         horizontal_spacing=0.02, vertical_spacing=0.06)
     top = max((int(np.max(v)) for v in labels.values() if v is not None), default=1)
@@ -435,7 +442,8 @@ def slices_figure(images: dict, labels: dict, index, spacing=None, show_labels: 
         low, high = np.percentile(image, [1, 99]) if image.size else (0, 1)
         for a in range(3):
             fig.add_trace(go.Heatmap(z=_plane(image, a, index[a]), colorscale="gray", zmin=low,
-                                     zmax=high, showscale=False, hoverinfo="skip"), row=r, col=a + 1)
+                                     zmax=high, showscale=False, hoverinfo="skip"),
+                          row=r, col=a + 1)
             label_map = labels.get(name)
             if show_labels and label_map is not None:
                 plane = _plane(label_map, a, index[a]).astype(np.float64)
@@ -454,7 +462,7 @@ def jacobian_figure(det: np.ndarray, index, spacing=None) -> go.Figure:
     folds = det <= 0
     share = 100.0 * folds.mean() if det.size else 0.0
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.02,
-                        subplot_titles=[f"⟂ {plane} at {index[a]}" for a, plane in enumerate(PLANES)])
+                        subplot_titles=_plane_titles(index))
     bound = float(max(abs(np.nanmax(det) - 1), abs(1 - np.nanmin(det)), 0.05)) if det.size else 1.0
     for a in range(3):
         fig.add_trace(go.Heatmap(
@@ -478,7 +486,7 @@ def grid_figure(disp: np.ndarray, index, step: int = 3, background: np.ndarray |
     orthogonal slices: where each fixed voxel samples the moving image. Only the in-plane
     components of ``u`` are drawn."""
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.02,
-                        subplot_titles=[f"⟂ {plane} at {index[a]}" for a, plane in enumerate(PLANES)])
+                        subplot_titles=_plane_titles(index))
     for a in range(3):
         p, q = [k for k in range(3) if k != a]  # plane axes: rows p, columns q
         up = _plane(disp[p], a, index[a])

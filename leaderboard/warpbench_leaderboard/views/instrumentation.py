@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Instrumentation bias"
 ICON = ":material/tune:"
@@ -22,17 +20,16 @@ def _reported():
 
 
 def render(db_path: str) -> None:
-    st.title("Instrumentation bias")
-    st.caption(
+    # The reported values need no store: they are shown even when it is empty or unreadable.
+    summary = loaders.page_start(
+        db_path, "Instrumentation bias",
         "Reported numbers carry the choices of whoever ran each method: a classical baseline run "
         "with a poor metric or a short schedule understates it. This page sets published values "
-        "beside warpbench's own, and shows how much a method's score moves with its settings."
+        "beside warpbench's own, and shows how much a method's score moves with its settings.",
     )
-    loaders.refresh_button()
     reported, problems = _reported()
     for problem in problems:
         st.warning(f"Plugin problem: {problem}")
-    summary = loaders.read_or_explain(db_path, loaders.load_summary)
 
     st.header("Reported versus re-measured")
     matches = tables.match_reported(reported, summary if summary is not None else reported.iloc[:0])
@@ -43,8 +40,9 @@ def render(db_path: str) -> None:
             "does; check `warpbench plugins`).",
             "Install a plugin implementing `register_reported_results`."))
     elif matches.empty:
-        mapped = reported[reported["warpbench_method"].notna() & reported["warpbench_dataset"].notna()]
-        measured = sorted(summary["method"].unique()) if summary is not None and not summary.empty else []
+        mapped = reported[reported["warpbench_method"].notna()
+                          & reported["warpbench_dataset"].notna()]
+        measured = sorted(summary["method"].unique()) if summary is not None else []
         st.info(tables.waiting_message(
             "a reported result that warpbench has re-measured",
             f"The plugins report {len(reported)} values on "
@@ -60,7 +58,8 @@ def render(db_path: str) -> None:
         st.plotly_chart(figures.reported_vs_measured_figure(matches), key="reported_chart")
         st.dataframe(matches, hide_index=True)
 
-    with st.expander(f"Every reported value with its source ({len(reported)})", expanded=matches.empty):
+    with st.expander(f"Every reported value with its source ({len(reported)})",
+                     expanded=matches.empty):
         st.dataframe(
             reported[["method", "dataset", "metric", "value", "family", "supervision", "source",
                       "table", "configuration", "url", "paper", "notes"]],
@@ -72,9 +71,6 @@ def render(db_path: str) -> None:
     st.header("Spread across presets")
     if summary is None:
         return
-    if summary.empty:
-        st.info(tables.empty_store_message(db_path))
-        return
     spread = tables.preset_spread(summary)
     several = spread[spread["presets"] > 1]
     if several.empty:
@@ -85,5 +81,6 @@ def render(db_path: str) -> None:
             "Run every preset of a method, e.g. `warpbench run --method 'greedy:*' "
             "--dataset synth-grouped`."))
     st.plotly_chart(figures.preset_spread_figure(summary), key="spread_chart")
-    st.dataframe(spread.fillna({"train_dataset": tables.MISSING_TEXT}), hide_index=True, column_config={
-        c: st.column_config.NumberColumn(c, format="%.3f") for c in ("lowest", "highest", "spread")})
+    st.dataframe(spread.fillna({"train_dataset": tables.MISSING_TEXT}), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("lowest", "highest", "spread")})

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 from warpbench.store import Store
 
-import tables
+from warpbench_leaderboard import pairview, tables
 
 STAMP_TTL_SECONDS = 1.0  # how stale a page may be, at most
 KEPT_VERSIONS = 4  # cached results per read: a few stores or a few versions of one
@@ -114,15 +114,14 @@ def load_registry():
 def recompute_pair(config_path: str, config_mtime: float, run: tuple, fixed: str, moving: str):
     """``pairview.recompute_pair``, kept for the last few pairs (``run`` is the run's row as a
     tuple of items, so it hashes; ``config_mtime`` makes an edited datasets.yaml count as new)."""
-    import pairview
-
     return pairview.recompute_pair(config_path, dict(run), fixed, moving, registry=load_registry())
 
 
 def clear() -> None:
     """Forget every cached read (the sidebar's refresh button)."""
     for loader in (load_stamp, load_leaderboard, load_runs, load_datasets, load_pair_scores,
-                   load_pairs, load_failed_pairs, load_summary):
+                   load_pairs, load_failed_pairs, load_trainings, load_training_curves,
+                   load_summary):
         loader.clear()
 
 
@@ -135,38 +134,31 @@ def read_or_explain(db_path: str, load):
         return None
 
 
-def summary_or_guidance(db_path: str, load=None) -> pd.DataFrame | None:
-    """The summarised leaderboard (or what ``load`` reads instead, e.g. ``load_leaderboard`` for a
-    page that needs no bootstrap), or None after saying why there is nothing to show: the store
-    cannot be read, or has no complete run yet (with the command that fills it)."""
-    summary = read_or_explain(db_path, load or load_summary)
-    if summary is None:
+def page_start(db_path: str, title: str, caption: str | None = None, load=load_summary
+               ) -> pd.DataFrame | None:
+    """Every page's opening: its title, what it shows (``caption``), the sidebar's refresh
+    button, and the read the page is built on (``load``: by default the summarised leaderboard;
+    :func:`load_leaderboard` for a page that needs no bootstrap). None after saying why there
+    is nothing to show: the store cannot be read, or that read is empty (with the command that
+    fills the store)."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    with st.sidebar:
+        if st.button("Refresh", icon=":material/refresh:", help="Read the store again now"):
+            clear()
+            st.rerun()
+    frame = read_or_explain(db_path, load)
+    if frame is None:
         return None
-    if summary.empty:
+    if frame.empty:
         try:
             runs = load_runs(db_path)
         except Exception:
             runs = None
         st.info(tables.empty_store_message(db_path, runs))
         return None
-    return summary
-
-
-def analysis_page(db_path: str, title: str, caption: str, load=None) -> pd.DataFrame | None:
-    """An analysis page's opening (title, what it shows, the refresh button) and its data: as
-    :func:`summary_or_guidance`, None when there is nothing to show yet."""
-    st.title(title)
-    st.caption(caption)
-    refresh_button()
-    return summary_or_guidance(db_path, load)
-
-
-def refresh_button() -> None:
-    """The sidebar's refresh button: read the store again now."""
-    with st.sidebar:
-        if st.button("Refresh", icon=":material/refresh:", help="Read the store again now"):
-            clear()
-            st.rerun()
+    return frame
 
 
 def file_mtime(path: str) -> float:

@@ -111,15 +111,22 @@ def filter_leaderboard(
     return board[keep]
 
 
+def in_domain(frame: pd.DataFrame) -> pd.Series:
+    """The store's ``in_domain`` column (``Store.leaderboard()``: whether a trained run was
+    tested on its training dataset; missing for an untrained one) as a nullable boolean."""
+    return frame["in_domain"].astype("boolean")
+
+
 def display_table(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as shown: the display columns in order, renamed to their headers, numbers
     kept numeric (so the table still sorts), missing text shown as a dash, a fresh index. A
     training dataset is marked in-domain (it is the dataset tested) or shifted."""
     table = board.reindex(columns=list(DISPLAY_COLUMNS)).copy()
-    trained = table["train_dataset"].notna()
+    domain = in_domain(board)
+    trained = domain.notna().to_numpy(dtype=bool)
     table.loc[trained, "train_dataset"] = [
-        f"{train} ({'in-domain' if train == tested else 'shifted'})"
-        for train, tested in zip(table.loc[trained, "train_dataset"], table.loc[trained, "dataset"])]
+        f"{train} ({'in-domain' if home else 'shifted'})"
+        for train, home in zip(table.loc[trained, "train_dataset"], domain[trained])]
     for column in _TEXT_COLUMNS:
         table[column] = table[column].astype("object").where(table[column].notna(), MISSING_TEXT)
     for column in _COUNT_COLUMNS:
@@ -128,16 +135,6 @@ def display_table(board: pd.DataFrame) -> pd.DataFrame:
         if column not in _TEXT_COLUMNS and column not in _COUNT_COLUMNS:
             table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
     return table.rename(columns=DISPLAY_COLUMNS).reset_index(drop=True)
-
-
-def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``display_table``'s output with every number rendered as text by ``NUMBER_FORMATS``
-    (missing numbers as a dash), for places that cannot format columns themselves."""
-    out = table.copy()
-    for header, fmt in NUMBER_FORMATS.items():
-        if header in out.columns:
-            out[header] = [MISSING_TEXT if pd.isna(v) else fmt % v for v in out[header]]
-    return out
 
 
 def fill_command(db_path: str) -> str:
@@ -183,8 +180,6 @@ def read_error_message(db_path: str, error: BaseException) -> str:
 # --- statistics from the per-pair scores ---------------------------------------------------------
 #: Columns ``summarise`` adds to the store's leaderboard.
 SUMMARY_COLUMNS = ["rank", "dice_ci_low", "dice_ci_high", "dice_worst30"]
-#: What identifies a configuration across datasets (a method, a preset, what it was trained on).
-CONFIG_COLUMNS = ["method", "preset", "train_dataset"]
 
 
 def ok_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +190,8 @@ def ok_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(
-    board: pd.DataFrame, pairs: pd.DataFrame, resamples: int = stats.RESAMPLES, seed: int = stats.SEED
+    board: pd.DataFrame, pairs: pd.DataFrame, resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
 ) -> pd.DataFrame:
     """The store's leaderboard (``Store.leaderboard()``) with, per configuration, the 95 %
     bootstrap CI of the mean Dice, the worst-30 % Dice (Learn2Reg's DSC30) and the rank on its
@@ -224,18 +220,9 @@ def summarise(
     return out
 
 
-def config_label(row) -> str:
-    """How one configuration is named in figures: ``method:preset``, plus ``[train]`` for a
-    learning method trained on a dataset."""
-    label = f"{row['method']}:{row['preset']}"
-    train = row.get("train_dataset") if hasattr(row, "get") else None
-    if isinstance(train, str) and train:
-        label += f" [{train}]"
-    return label
-
-
 def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with a ``config`` column of :func:`config_label` (vectorised)."""
+    """``frame`` with a ``config`` column: how a configuration is named in figures and choosers,
+    ``method:preset``, plus `` [train]`` for a learning method trained on a dataset."""
     out = frame.copy()
     if out.empty:
         out["config"] = pd.Series(dtype="object")
@@ -402,10 +389,8 @@ def match_reported(reported: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
 
 # --- domain shift --------------------------------------------------------------------------------
 def learning_configs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows of learning methods that were trained on a dataset."""
-    if summary.empty:
-        return summary
-    return summary[(summary["family"] == "learning") & summary["train_dataset"].notna()]
+    """Rows of learning methods that were trained on a dataset (their ``in_domain`` is set)."""
+    return summary[in_domain(summary).notna().to_numpy(dtype=bool)]
 
 
 def domain_matrix(summary: pd.DataFrame, method: str, preset: str) -> pd.DataFrame:
@@ -418,43 +403,41 @@ def domain_matrix(summary: pd.DataFrame, method: str, preset: str) -> pd.DataFra
     return rows.pivot_table(index="train", columns="dataset", values="dice", aggfunc="mean")
 
 
+def _drop(config: str, group: pd.DataFrame, source: str, at_home: np.ndarray) -> dict | None:
+    """One row of :func:`domain_drops`: ``group``'s rows split into tested on ``source``
+    (``at_home``) and on other datasets; None unless both exist."""
+    home, away = group[at_home], group[~at_home]
+    if home.empty or away.empty:
+        return None
+    return {"config": config, "family": group["family"].iloc[0], "group": group["group"].iloc[0],
+            "train_dataset": source, "in_domain": home["dice"].mean(),
+            "shifted": away["dice"].mean(), "shifted_datasets": away["dataset"].nunique(),
+            "drop": home["dice"].mean() - away["dice"].mean()}
+
+
 def domain_drops(summary: pd.DataFrame) -> pd.DataFrame:
     """For each learning configuration trained on a dataset that it was also tested on: its
-    in-domain mean Dice (tested on its training dataset), its mean over the other test datasets
-    (shifted), and the drop (in-domain - shifted). Classical methods tested on the same datasets
-    are given the same in-domain / shifted split, for reference.
+    in-domain mean Dice (tested on its training dataset, as the store's ``in_domain`` says), its
+    mean over the other test datasets (shifted), and the drop (in-domain - shifted). Classical
+    methods tested on the same datasets are given the same in-domain / shifted split, for
+    reference.
     """
     columns = ["config", "family", "group", "train_dataset", "in_domain", "shifted",
                "shifted_datasets", "drop"]
-    trained = learning_configs(summary)
-    if trained.empty:
-        return pd.DataFrame(columns=columns)
+    trained = with_groups(with_labels(learning_configs(summary)))
+    rows = [_drop(f"{method}:{preset} [{train}]", group, train,
+                  in_domain(group).to_numpy(dtype=bool))
+            for (method, preset, train), group in trained.groupby(
+                ["method", "preset", "train_dataset"])]
+    rows = [row for row in rows if row]
     labelled = with_groups(with_labels(summary))
-    rows = []
-    for (method, preset, train), group in labelled[labelled["train_dataset"].notna()].groupby(
-            ["method", "preset", "train_dataset"]):
-        home = group[group["dataset"] == train]["dice"]
-        away = group[group["dataset"] != train]
-        if home.empty or away.empty:
-            continue
-        rows.append({"config": f"{method}:{preset} [{train}]", "family": group["family"].iloc[0],
-                     "group": group["group"].iloc[0], "train_dataset": train,
-                     "in_domain": home.mean(), "shifted": away["dice"].mean(),
-                     "shifted_datasets": away["dataset"].nunique(),
-                     "drop": home.mean() - away["dice"].mean()})
-    sources = {r["train_dataset"] for r in rows}
     untrained = labelled[labelled["train_dataset"].isna() & labelled["dice"].notna()]
-    for source in sorted(sources):
+    for source in sorted({row["train_dataset"] for row in rows}):
         for (method, preset), group in untrained.groupby(["method", "preset"]):
-            home = group[group["dataset"] == source]["dice"]
-            away = group[group["dataset"] != source]
-            if home.empty or away.empty:
-                continue
-            rows.append({"config": f"{method}:{preset}", "family": group["family"].iloc[0],
-                         "group": group["group"].iloc[0], "train_dataset": source,
-                         "in_domain": home.mean(), "shifted": away["dice"].mean(),
-                         "shifted_datasets": away["dataset"].nunique(),
-                         "drop": home.mean() - away["dice"].mean()})
+            row = _drop(f"{method}:{preset}", group, source,
+                        (group["dataset"] == source).to_numpy(dtype=bool))
+            if row:
+                rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -462,7 +445,8 @@ def domain_drops(summary: pd.DataFrame) -> pd.DataFrame:
 MI_MEASURES = {"mi_bits": "MI(i;s) in bits", "nmi": "MI(i;s) / H(s)"}
 
 
-def mi_points(summary: pd.DataFrame, datasets: pd.DataFrame, measure: str = "mi_bits") -> pd.DataFrame:
+def mi_points(summary: pd.DataFrame, datasets: pd.DataFrame, measure: str = "mi_bits"
+              ) -> pd.DataFrame:
     """One point per dataset and method family: the dataset's MI (``measure``) and the mean Dice
     of the family's best configuration on it. Datasets without MI or without a scored run are
     left out."""
@@ -473,7 +457,7 @@ def mi_points(summary: pd.DataFrame, datasets: pd.DataFrame, measure: str = "mi_
     mi = datasets.set_index("dataset")[measure]
     best = best.assign(mi=best["dataset"].map(mi))
     best = best[best["mi"].notna()]
-    return best.rename(columns={})[["dataset", "family", "config", "mi", "dice"]].reset_index(drop=True)
+    return best[columns].reset_index(drop=True)
 
 
 def mi_correlations(points: pd.DataFrame) -> pd.DataFrame:
@@ -516,7 +500,8 @@ def default_comparison(summary: pd.DataFrame, dataset: str, limit: int = 8) -> l
     rows = with_labels(summary[(summary["dataset"] == dataset) & summary["dice"].notna()])
     if rows.empty:
         return []
-    best = rows.sort_values("dice", ascending=False, kind="stable").groupby("method", sort=False).head(1)
+    best = rows.sort_values("dice", ascending=False, kind="stable").groupby(
+        "method", sort=False).head(1)
     return best["config"].head(limit).tolist()
 
 
@@ -572,7 +557,8 @@ def run_choice_label(run: dict) -> str:
     train = run.get("train_dataset")
     trained = f" [{train}]" if isinstance(train, str) and train else ""
     status = "" if run.get("status") == "complete" else f" ({run.get('status')})"
-    return f"{run['method']}:{run['preset']}{trained} on {run['dataset']} · {str(run['run_id'])[:8]}{status}"
+    return (f"{run['method']}:{run['preset']}{trained} on {run['dataset']} "
+            f"· {str(run['run_id'])[:8]}{status}")
 
 
 def waiting_message(what: str, why: str, how: str) -> str:

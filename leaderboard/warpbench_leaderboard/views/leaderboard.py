@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Leaderboard"
 ICON = ":material/leaderboard:"
@@ -28,14 +26,14 @@ FILTERS = (  # (key = URL parameter, label, store column)
 
 def _number_columns(formats: dict[str, str]) -> dict:
     return {
-        header: st.column_config.NumberColumn(header, format=fmt, help=tables.COLUMN_HELP.get(header))
+        header: st.column_config.NumberColumn(header, format=fmt,
+                                              help=tables.COLUMN_HELP.get(header))
         for header, fmt in formats.items()
     }
 
 
 def render(db_path: str) -> None:
-    st.title("Leaderboard")
-    summary = loaders.summary_or_guidance(db_path)
+    summary = loaders.page_start(db_path, "Leaderboard")
     if summary is None:
         return
 
@@ -48,7 +46,6 @@ def render(db_path: str) -> None:
                 label, options, key=key, bind="query-params",
                 placeholder=f"All ({label.lower()})" if options else "none in the store yet",
             )
-    loaders.refresh_button()
 
     shown = tables.filter_leaderboard(
         summary, chosen["dataset"], chosen["family"], chosen["supervision"], chosen["preset"],
@@ -65,7 +62,8 @@ def render(db_path: str) -> None:
     table = tables.display_table(shown)
     st.dataframe(table, hide_index=True, column_config=_number_columns(tables.NUMBER_FORMATS))
     st.download_button(
-        "Download CSV", data=table.assign(**{"Run id": shown["run_id"].to_numpy()}).to_csv(index=False),
+        "Download CSV",
+        data=table.assign(**{"Run id": shown["run_id"].to_numpy()}).to_csv(index=False),
         file_name="warpbench-leaderboard.csv", mime="text/csv", icon=":material/download:",
     )
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from warpbench import stats
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Significance"
 ICON = ":material/functions:"
@@ -18,13 +16,13 @@ URL_PATH = "significance"
 @st.cache_data(max_entries=16, show_spinner=False)
 def _tests(db_path: str, stamp: tuple, dataset: str, configs: tuple[str, ...], metric: str):
     """The pairwise tests of one choice, cached per store content (``stamp``)."""
-    matrix = tables.score_matrix(loaders.load_pair_scores(db_path), loaders.load_leaderboard(db_path),
-                                 dataset, configs, metric)
+    matrix = tables.score_matrix(loaders.load_pair_scores(db_path),
+                                 loaders.load_leaderboard(db_path), dataset, configs, metric)
     return stats.pairwise_paired_tests(matrix), len(matrix)
 
 
 def render(db_path: str) -> None:
-    summary = loaders.analysis_page(
+    summary = loaders.page_start(
         db_path, "Significance",
         "Each pair of configurations compared on the registration pairs both scored: paired "
         "t-test and Wilcoxon signed-rank test, p-values Holm-corrected over all comparisons shown, "

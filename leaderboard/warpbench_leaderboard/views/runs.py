@@ -7,9 +7,7 @@ import json
 
 import streamlit as st
 
-import figures
-import loaders
-import tables
+from warpbench_leaderboard import figures, loaders, tables
 
 TITLE = "Runs"
 ICON = ":material/history:"
@@ -17,13 +15,8 @@ URL_PATH = "runs"
 
 
 def render(db_path: str) -> None:
-    st.title("Runs and provenance")
-    loaders.refresh_button()
-    runs = loaders.read_or_explain(db_path, loaders.load_runs)
+    runs = loaders.page_start(db_path, "Runs and provenance", load=loaders.load_runs)
     if runs is None:
-        return
-    if runs.empty:
-        st.info(tables.empty_store_message(db_path, runs))
         return
     statuses = tables.filter_options(runs, "status")
     chosen = st.multiselect("Status", statuses, key="status", bind="query-params",
