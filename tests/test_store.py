@@ -1,6 +1,7 @@
 """The DuckDB store: provenance, resume bookkeeping, reading while another process writes, waiting
 on a lock, and upgrading a store written by the last release (a fixture) in place."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -69,8 +70,6 @@ def test_the_leaderboard_shows_the_newest_complete_run_of_each_configuration(tmp
 
 
 WRITER = """
-import sys
-sys.path.insert(0, {tests!r})
 from test_store import PROVENANCE, ok
 from warpbench.store import Store
 store = Store({path!r})
@@ -84,8 +83,10 @@ store.end_run(state.run_id, "complete")
 def test_readers_work_while_another_process_writes(tmp_path):
     path = tmp_path / "s.duckdb"
     Store(path).initialise()
-    script = WRITER.format(tests=str(__import__("pathlib").Path(__file__).parent), path=str(path))
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)])
+    tests = str(Path(__file__).parent)  # the writer imports this module's helpers
+    script = textwrap.dedent(WRITER.format(path=str(path)))
+    writer = subprocess.Popen([sys.executable, "-c", script],
+                              env={**os.environ, "PYTHONPATH": tests})
     reader = Store(path)
     reads = 0
     while writer.poll() is None:
