@@ -209,7 +209,8 @@ def test_display_table_marks_a_training_dataset_as_the_store_does(board):
     trained = board.assign(train_dataset=["synthetic", "hippocampus", "synthetic", None],
                            in_domain=[True, False, False, None])  # Store.leaderboard()'s column
     assert tables.display_table(trained)["Trained on"].tolist() == [
-        "synthetic (in-domain)", "hippocampus (shifted)", "synthetic (shifted)", tables.MISSING_TEXT]
+        "synthetic (in-domain)", "hippocampus (shifted)", "synthetic (shifted)",
+        tables.MISSING_TEXT]
     assert tables.learning_configs(trained)["run_id"].tolist() == ["r1", "r2", "r3"]
 
 

@@ -110,6 +110,15 @@ def test_a_user_error_is_one_line_and_exit_status_2(workdir, capsys):
         assert err.count("\n") == 1, err
 
 
+def test_a_missing_store_or_an_unwritable_file_is_a_user_error_too(workdir, capsys):
+    assert main(["study", "--db", "nothing.duckdb"]) == 2
+    assert capsys.readouterr().err == "error: nothing.duckdb: no such file\n"
+    assert main(["schema", "--out", "no/such/folder/datasets.schema.json"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: no/such/folder/datasets.schema.json: cannot write the schema: No such file or "
+        "directory\n")
+
+
 def test_a_usage_error_is_exit_status_2_with_the_usage(capsys):
     assert main(["leaderboard", "--format", "xml"]) == 2
     err = capsys.readouterr().err

@@ -48,8 +48,9 @@ def find_run(store, run_id: str) -> dict:
         raise ReplayError(f"{store.path}: no runs")
     matches = runs[runs["run_id"].str.startswith(run_id)] if run_id else runs.iloc[0:0]
     if matches.empty:
-        raise ReplayError(f"{store.path}: no run {run_id!r} (warpbench runs are listed by "
-                          f"`warpbench leaderboard --format csv`, column run_id)")
+        raise ReplayError(f"{store.path}: no run {run_id!r} (the store's run ids are the run_id "
+                          f"column of runs.csv, written by `warpbench export --db {store.path} "
+                          "--format csv --out DIR`)")
     if len(matches) > 1:
         raise ReplayError(f"{store.path}: {run_id!r} matches {len(matches)} runs; give more of "
                           "the id")

@@ -51,6 +51,14 @@ def _finite(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` as float64, keeping the entries where both are finite."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
 # --- one sample ----------------------------------------------------------------------------------
 def bootstrap_ci(
     values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED
@@ -264,10 +272,7 @@ class Correlation:
 def correlation(x, y) -> Correlation:
     """Pearson and Spearman correlation of ``x`` and ``y`` with two-sided p-values, on the entries
     where both are finite. NaN when fewer than 3 points remain or either side is constant."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(x, y)
     n = int(x.size)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return Correlation(n, math.nan, math.nan, math.nan, math.nan)
@@ -286,10 +291,7 @@ def correlation(x, y) -> Correlation:
 def least_squares_line(x, y) -> tuple[float, float]:
     """Slope and intercept of the least-squares line of ``y`` on ``x``, on the entries where both
     are finite; NaN when fewer than two distinct ``x`` remain (no line is defined)."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(x, y)
     if np.unique(x).size < 2:
         return math.nan, math.nan
     slope, intercept = np.polyfit(x, y, 1)

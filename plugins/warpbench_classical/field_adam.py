@@ -28,7 +28,7 @@ class CompositiveParams(DenseParams):
     """Voxels of the current scale per step and component, at most."""
     loss: Loss
     lncc_window: PositiveInt | list[PositiveInt]
-    """Voxels per side of the LNCC window."""
+    """Voxels per side of the LNCC window; a list gives one per scale."""
     gradient_sigma: NonNegativeFloat
     """Voxels; smooths each update (fluid regularisation)."""
     warp_sigma: NonNegativeFloat

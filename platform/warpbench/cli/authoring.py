@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from warpbench.cli.shared import DEFAULT_CONFIG, config_option, examples, load_registry
+from warpbench.cli.shared import (DEFAULT_CONFIG, CommandLineError, config_option, examples,
+                                  load_registry)
 
 
 def _shape(ctx, param, text: str | None) -> tuple[int, int, int] | None:
@@ -158,7 +159,11 @@ def schema(out: str | None) -> int:
     if out is None:
         click.echo(text)
     else:
-        Path(out).write_text(text + "\n")
+        try:
+            Path(out).write_text(text + "\n")
+        except OSError as exc:  # a missing folder, a read-only place
+            problem = exc.strerror or exc
+            raise CommandLineError(f"{out}: cannot write the schema: {problem}") from None
         click.echo(f"wrote {out}", err=True)
     return 0
 

@@ -275,6 +275,7 @@ def study(db: str, classical: str, alpha: float) -> int:
     from warpbench.store import Store
 
     store = Store(db)
+    store.check_file()  # a missing or foreign file is one error naming it, not a traceback
     try:
         text = comparisons.report(store.leaderboard(), store.pair_scores(), store.runs(),
                                   classical, alpha)

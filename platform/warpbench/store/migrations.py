@@ -7,8 +7,8 @@ an upgrade is whole or not at all), and records the new version. A file of a new
 refused by reads and writes alike: this code cannot know what the newer columns mean, and a write
 would leave the file claiming a version whose rules it did not follow.
 
-Reads never upgrade: they see an older file as it stands, where only values that a later step
-computes are missing (the ``in_domain`` of trained runs stored without it). A read has to work
+Reads never upgrade: they see an older file as it stands, and state what a later step would
+compute (the ``in_domain`` of trained runs stored without it) the same way. A read has to work
 where a write cannot or should not happen: the leaderboard app reads while a run holds the write
 lock, and a reader may not be allowed to change the file at all (a downloaded CI artifact, a
 read-only share, another user's results). The next write by this code upgrades it.

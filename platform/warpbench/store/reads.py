@@ -1,6 +1,6 @@
 """Reading the store: the leaderboard, runs, pairs and labels, datasets, trainings, and what the
-leaderboard app's analyses need. Every read returns a DataFrame (empty, with its columns where it
-has fixed ones, for a missing file) and opens the file read-only.
+leaderboard app's analyses need. Every read opens the file read-only; a table comes back as a
+DataFrame (empty, with its columns where it has fixed ones, for a missing file).
 
 ``latest_runs`` picks the newest complete run of each configuration: what the leaderboard shows.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from warpbench.compatibility import in_domain
 from warpbench.store.connection import StoreFile
 
 #: The leaderboard's columns (new ones go at the end: scripts read them by position).
@@ -55,16 +56,16 @@ class Reads(StoreFile):
         a trained run was tested on its training dataset (``in_domain``, as stored with the run;
         None for a method that is not trained)."""
         board = self._read(_LEADERBOARD_SQL, columns=LEADERBOARD_COLUMNS)
-        return board.reindex(columns=LEADERBOARD_COLUMNS)
+        return _stated_in_domain(board.reindex(columns=LEADERBOARD_COLUMNS))
 
     def runs(self) -> pd.DataFrame:
         """Every run with its provenance and its pair counts, newest first."""
-        return self._read(
+        return _stated_in_domain(self._read(
             """SELECT r.*, count(p.run_id) FILTER (WHERE p.status = 'ok') AS pairs_ok,
                       count(p.run_id) FILTER (WHERE p.status <> 'ok') AS pairs_failed
                FROM runs r LEFT JOIN latest_pairs p USING (run_id)
                GROUP BY ALL ORDER BY r.started_at DESC"""
-        )
+        ))
 
     def finished_pairs(self, config_key: str) -> set[tuple[str, str]]:
         """The (fixed, moving) pairs whose latest attempt succeeded in the newest run of a
@@ -167,3 +168,20 @@ class Reads(StoreFile):
             columns=["run_id", "method", "preset", "dataset", "train_dataset", "run_status",
                      "fixed", "moving", "attempt", "error", "device", "finished_at"],
         )
+
+
+def _stated_in_domain(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``in_domain`` stated for every trained run: an older store that no write
+    has upgraded yet may lack it (a bulk-appended row), and a read cannot upgrade the file, so it
+    states it as the upgrade will, through the same function; a store reads the same before and
+    after its upgrade."""
+    if frame.empty or not {"in_domain", "train_dataset", "dataset"} <= set(frame.columns):
+        return frame
+    missing = frame["in_domain"].isna() & frame["train_dataset"].notna()
+    if not missing.any():
+        return frame
+    frame = frame.copy()
+    trained = frame.loc[missing]
+    frame.loc[missing, "in_domain"] = [in_domain(train, dataset) for train, dataset
+                                       in zip(trained["train_dataset"], trained["dataset"])]
+    return frame
