@@ -95,8 +95,8 @@ def test_a_misspelt_key_at_the_top_of_the_file_names_the_known_ones(tmp_path):
 def test_a_misspelt_key_in_a_synthetic_block_names_file_block_kind_and_known_options(
         tmp_path, registry):
     message, path = built(tmp_path, registry, "synth-a: {plugin: synthetic, noize: 0.1}")
-    known = ("bias, blur, cache_dir, citation, contrast, description, intensity, label_map, "
-             "license, noise, pairs, seed, shape, spacing, split, subjects")
+    known = ("bias, blur, cache_dir, citation, contrast, description, download, intensity, "
+             "label_map, license, noise, pairs, seed, shape, spacing, split, subjects")
     assert message == (f"{path}: dataset 'synth-a' (synthetic): unknown option 'noize'; "
                        f"known: {known}")
 
@@ -105,7 +105,8 @@ def test_a_misspelt_key_in_a_decathlon_block_names_file_block_kind_and_known_opt
         tmp_path, registry):
     message, path = built(tmp_path, registry,
                           "hip: {plugin: decathlon, root: data, gird: [8, 8, 8]}")
-    known = ("citation, description, grid, label_map, labels, license, limit, pairs, root, split")
+    known = ("citation, description, download, grid, label_map, labels, license, limit, pairs, "
+             "root, split")
     assert message == (f"{path}: dataset 'hip' (decathlon): unknown option 'gird'; "
                        f"known: {known}")
 

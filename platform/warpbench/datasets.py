@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, StrictInt, model_validator
 
+from warpbench.fetch import Download
 from warpbench.options import Settings, must_be, number, validate
 from warpbench.spatial import spacing_from_affine
 
@@ -76,7 +77,9 @@ class DatasetOptions(Settings):
     citation: str | None = None
     """What to cite for the data (a kind may know it from its files)."""
     description: str | None = None
-    """What this dataset is for, shown by `warpbench datasets`."""
+    """What this dataset is, in words (for readers of the file)."""
+    download: Download | None = None
+    """A public download of the data (url, sha256, format, license), for `warpbench fetch`."""
     label_map: Annotated[dict[int, Annotated[str, Field(min_length=1)]],
                          must_be("a mapping of label ids to canonical names")] = {}
     """{label id: canonical name}: renames labels, so that networks trained on another dataset

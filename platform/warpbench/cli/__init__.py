@@ -1,9 +1,9 @@
 """The ``warpbench`` command, on click: the group and its one error layer, :func:`main`.
 
 The commands live by purpose in :mod:`~warpbench.cli.evaluation` (plugins, datasets, run, train,
-leaderboard, study), :mod:`~warpbench.cli.authoring` (check, new-plugin, schema) and
-:mod:`~warpbench.cli.results` (ci, merge, export, export-fields); plugins add theirs through the
-``register_commands`` hook.
+leaderboard, study), :mod:`~warpbench.cli.data` (fetch), :mod:`~warpbench.cli.authoring` (check,
+new-plugin, schema) and :mod:`~warpbench.cli.results` (ci, merge, export, export-fields); plugins
+add theirs through the ``register_commands`` hook.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from warpbench.cli import authoring, evaluation, results
+from warpbench.cli import authoring, data, evaluation, results
 from warpbench.cli.shared import CommandLineError, Interrupted, examples, warned
 
-BUILT_IN = [*evaluation.COMMANDS, *authoring.COMMANDS, *results.COMMANDS]
+BUILT_IN = [*evaluation.COMMANDS, *data.COMMANDS, *authoring.COMMANDS, *results.COMMANDS]
 
 
 class WarpbenchGroup(click.Group):
@@ -79,13 +79,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from warpbench.ci import CiError
     from warpbench.config import ConfigError
     from warpbench.datasets import DatasetConfigError
+    from warpbench.fetch import FetchError
     from warpbench.fields import ExportError, FieldFileError
     from warpbench.plugins import PluginError
     from warpbench.scaffold import ScaffoldError
     from warpbench.store import StoreBusy, StoreFileError
 
-    return (CiError, ConfigError, DatasetConfigError, ExportError, FieldFileError, PluginError,
-            ScaffoldError, StoreBusy, StoreFileError, CommandLineError)
+    return (CiError, ConfigError, DatasetConfigError, ExportError, FetchError, FieldFileError,
+            PluginError, ScaffoldError, StoreBusy, StoreFileError, CommandLineError)
 
 
 def main(argv: list[str] | None = None) -> int:
