@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from warpbench.cli import main
-from warpbench.fields import FieldFileError, find_field, read_field, write_field
+from warpbench.fields import FieldFileError, field_name, find_field, read_field, write_field
 from warpbench.methods import PairIds
+from warpbench.paths import UnsafePathError
 from warpbench.store import Store
 from warpbench_precomputed import PrecomputedMethod
 
@@ -158,3 +159,65 @@ def test_a_dataset_subfolder_wins_and_the_pair_ids_find_the_file(tmp_path):
     image = np.zeros(SHAPE, np.float32)
     field = method.register(image, image, params, "cpu", pair=PairIds("tiny", "a", "b"))
     assert field.shape == (3, *SHAPE) and float(field.max()) == 2.0
+
+
+def test_a_dataset_name_or_pair_id_that_is_not_one_path_component_is_refused(tmp_path):
+    disp = np.ones((3, *SHAPE), np.float32)
+    write_field(tmp_path / "escape" / "disp_a_b.npz", disp)  # beside the folder, not in it
+    method = PrecomputedMethod()
+    (tmp_path / "fields").mkdir()
+    params = method.presets[str(tmp_path / "fields")]
+    image = np.zeros(SHAPE, np.float32)
+    with pytest.raises(UnsafePathError, match=r"dataset name '\.\./escape' cannot be part of"):
+        method.register(image, image, params, "cpu", pair=PairIds("../escape", "a", "b"))
+    for fixed, moving in [("../escape", "b"), ("a", "x/../../escape/disp_a_b")]:
+        with pytest.raises(UnsafePathError, match="subject id"):
+            find_field(tmp_path / "fields", fixed, moving)
+        with pytest.raises(UnsafePathError, match="subject id"):
+            field_name(fixed, moving)
+
+
+def test_a_field_file_linked_to_outside_the_folder_fails_its_pair_naming_the_file(workdir):
+    assert main(["run", "--quiet", "--method", "identity", "--dataset", "tiny",
+                 "--db", "a.duckdb"]) == 0
+    run_id = Store("a.duckdb").runs()["run_id"].iloc[0]
+    assert main(["export-fields", "--db", "a.duckdb", "--run", run_id, "--out", "f",
+                 "--quiet"]) == 0
+    linked, inner, good = sorted((workdir / "f").glob("disp_*"))
+    (workdir / "outside").mkdir()
+    linked.rename(workdir / "outside" / linked.name)
+    linked.symlink_to(workdir / "outside" / linked.name)
+    inner.rename(workdir / "f" / "kept.nii.gz")  # a link that stays inside the folder is read
+    inner.symlink_to("kept.nii.gz")
+    assert main(["run", "--quiet", "--method", "precomputed:f", "--dataset", "tiny",
+                 "--db", "b.duckdb"]) == 1
+    pairs = {f"disp_{r['fixed']}_{r['moving']}.nii.gz": r
+             for r in Store("b.duckdb").pairs().to_dict("records")}
+    assert pairs[linked.name]["status"] == "failed"
+    assert f"{linked}: leads to {workdir / 'outside' / linked.name}, outside the folder" \
+        in pairs[linked.name]["error"]
+    assert pairs[inner.name]["status"] == pairs[good.name]["status"] == "ok"
+
+
+def test_a_subfolder_linked_to_outside_is_refused_and_a_dangling_link_is_no_field(tmp_path):
+    write_field(tmp_path / "outside" / "disp_a_b.npy", np.ones((3, *SHAPE), np.float32))
+    (tmp_path / "fields").mkdir()
+    (tmp_path / "fields" / "tiny").symlink_to(tmp_path / "outside")
+    with pytest.raises(FieldFileError, match=r"tiny/disp_a_b\.npy: leads to .*outside the folder"):
+        find_field(tmp_path / "fields", "a", "b", "tiny")
+    (tmp_path / "fields" / "disp_c_d.npy").symlink_to(tmp_path / "nowhere")
+    assert PrecomputedMethod().presets[str(tmp_path / "fields")]["files"]
+    assert find_field(tmp_path / "fields", "c", "d") is None
+
+
+def test_a_field_name_that_names_two_pairs_of_the_dataset_is_refused(tmp_path):
+    write_field(tmp_path / "disp_a_b_c.npy", np.ones((3, *SHAPE), np.float32))
+    subjects = ["a", "a_b", "b_c", "c"]
+    for fixed, moving in [("a", "b_c"), ("a_b", "c")]:
+        with pytest.raises(FieldFileError, match=r"disp_a_b_c\.\*: the name is ambiguous, it "
+                                                 r"names the pairs a <- b_c and a_b <- c of"):
+            find_field(tmp_path, fixed, moving, subjects=subjects)
+    # with ids that split only one way, the name is that pair's
+    assert find_field(tmp_path, "a", "b_c", subjects=["a", "b_c"]) == tmp_path / "disp_a_b_c.npy"
+    assert find_field(tmp_path, "a_b", "c", subjects=["a_b", "c", "d"]) \
+        == tmp_path / "disp_a_b_c.npy"

@@ -1,12 +1,14 @@
 """The synthetic datasets: deterministic, anatomy-like, intensity models that differ, a safe cache."""
 
 import itertools
+import json
 import os
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from warpbench.config import build_dataset, load_config
 from warpbench.datasets import DatasetConfigError
 from warpbench.plugins import load_registry
 from warpbench_synthetic import SyntheticDataset
@@ -193,3 +195,17 @@ def test_bad_options_name_the_dataset_and_the_option(tmp_path, options, mentions
 def test_unknown_subject_is_a_clear_error(tmp_path):
     with pytest.raises(KeyError, match="subject_099"):
         make(tmp_path).load("subject_099")
+
+
+@pytest.mark.parametrize("name", ["../escape", "nested/name", "..", "tab\tname"])
+def test_a_name_that_is_not_one_path_component_is_refused_before_the_cache_is_touched(
+        tmp_path, name):
+    (tmp_path / "datasets.yaml").write_text(
+        f"datasets:\n  {json.dumps(name)}:\n    plugin: synthetic\n    subjects: 2\n")
+    config = load_config(tmp_path / "datasets.yaml")
+    with pytest.raises(DatasetConfigError) as refused:
+        build_dataset(config, name, load_registry().dataset_kinds).load("subject_000")
+    message = str(refused.value)
+    assert f"datasets.yaml: dataset {name!r} (synthetic)" in message  # names the block
+    assert "cannot be part of a path" in message
+    assert [p.name for p in tmp_path.rglob("*")] == ["datasets.yaml"]  # nothing read or written

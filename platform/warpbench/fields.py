@@ -3,7 +3,13 @@
 A file ``disp_{fixed}_{moving}.nii.gz`` (or ``.nii``, ``.npz``, ``.npy``) holds the pull-back
 displacement of one pair channels-last, (D, H, W, 3), in voxels of the fixed grid: the
 Learn2Reg convention; in memory warpbench keeps it channels-first, (3, D, H, W). Files are read
-without pickle (``np.load(..., allow_pickle=False)``), so a field file cannot run code.
+without pickle (``np.load(..., allow_pickle=False)``), so a field file cannot run code, and only
+inside their folder: a dataset name or subject id that is not one path component is refused, and
+so is a file that is a symlink to outside the folder (:mod:`warpbench.paths`).
+
+The layout joins the two ids with ``_``, which ids may contain too: with subjects ``a``, ``b_c``,
+``a_b`` and ``c``, ``disp_a_b_c`` names both ``a <- b_c`` and ``a_b <- c``. Given the dataset's
+subject ids, such a name is refused, never read or written for one of its pairs.
 
 The store keeps scores, not fields. A run's fields are re-created by replaying it
 (:mod:`warpbench.replay`: its method, preset, seed and trained weights, refused when any of them
@@ -20,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from warpbench.paths import UnsafePathError, check_inside, safe_component
+
 FORMATS = ("nii.gz", "nii", "npz", "npy")
 #: Stored and re-created mean Dice may differ by this much before a pair counts as not reproduced.
 REPRODUCE_TOLERANCE = 1e-6
@@ -34,18 +42,41 @@ class ExportError(ValueError):
 
 
 def field_name(fixed: str, moving: str, fmt: str = "nii.gz") -> str:
-    return f"disp_{fixed}_{moving}.{fmt}"
+    """The pair's file name; :class:`~warpbench.paths.UnsafePathError` when an id is not one
+    path component."""
+    ids = [safe_component(subject, "subject id") for subject in (fixed, moving)]
+    return f"disp_{ids[0]}_{ids[1]}.{fmt}"
 
 
-def find_field(folder: str | Path, fixed: str, moving: str, dataset: str | None = None
-               ) -> Path | None:
-    """The pair's file in ``folder/<dataset>/`` or else ``folder/``, trying each format."""
+def check_unambiguous(fixed: str, moving: str, subjects, where: str = "") -> None:
+    """:class:`FieldFileError` when this pair's file name also names another pair of
+    ``subjects`` (the ids, joined by ``_``, split at another ``_``), saying which."""
+    ids, joined = set(subjects), f"{fixed}_{moving}"
+    splits = [(joined[:i], joined[i + 1:]) for i, char in enumerate(joined) if char == "_"]
+    named = [(f, m) for f, m in splits if (f, m) == (fixed, moving) or {f, m} <= ids]
+    if len(named) > 1:
+        named = " and ".join(f"{f} <- {m}" for f, m in named)
+        raise FieldFileError(f"{where}{field_name(fixed, moving, '*')}: the name is ambiguous, "
+                             f"it names the pairs {named} of the dataset's subjects")
+
+
+def find_field(folder: str | Path, fixed: str, moving: str, dataset: str | None = None,
+               subjects=()) -> Path | None:
+    """The pair's file in ``folder/<dataset>/`` or else ``folder/``, trying each format.
+
+    With the dataset's ``subjects``, a name that names another pair too is refused; a file that
+    resolves to outside ``folder`` is refused (:class:`FieldFileError` naming it either way)."""
     folder = Path(folder)
-    places = ([folder / dataset] if dataset else []) + [folder]
+    check_unambiguous(fixed, moving, subjects, f"{folder}: ")
+    places = ([folder / safe_component(dataset, "dataset name")] if dataset else []) + [folder]
     for place in places:
         for fmt in FORMATS:
             path = place / field_name(fixed, moving, fmt)
             if path.is_file():
+                try:
+                    check_inside(folder, path)
+                except UnsafePathError as exc:
+                    raise FieldFileError(str(exc)) from None
                 return path
     return None
 
@@ -145,11 +176,15 @@ def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt
 
         rows = tqdm(rows, desc=f"{run['method']}:{run['preset']} on {run['dataset']}", unit="pair")
     summary = ExportSummary(Path(out))
+    subjects = again.dataset.all_subjects()
     for row in rows:
         label = f"{row['fixed']} <- {row['moving']}"
         try:
+            check_unambiguous(row["fixed"], row["moving"], subjects)
+            path = summary.folder / field_name(row["fixed"], row["moving"], fmt)
+            check_inside(summary.folder, path)  # not through a symlink to elsewhere
             pair = again.register(row["fixed"], row["moving"], device)
-        except replay.ReplayError as exc:
+        except (replay.ReplayError, FieldFileError, UnsafePathError) as exc:
             summary.failed.append(f"{label}: {exc}")
             continue
         if pair.result.status != "ok":
@@ -159,7 +194,6 @@ def export_run_fields(store, registry, config, run_id: str, out: str | Path, fmt
         if (stored is None) != (now is None) or (
                 stored is not None and abs(stored - now) > REPRODUCE_TOLERANCE):
             summary.not_reproduced.append(f"{label}: stored mean Dice {stored}, re-created {now}")
-        path = summary.folder / field_name(row["fixed"], row["moving"], fmt)
         summary.written.append(write_field(path, pair.result.displacement, pair.fixed.affine))
     manifest = {
         "run_id": run["run_id"], "method": run["method"], "preset": run["preset"],

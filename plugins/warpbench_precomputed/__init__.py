@@ -10,8 +10,10 @@ The preset *is* the folder: ``precomputed:PATH`` names any existing folder, and 
 absolute path and a digest of its files (names, sizes, modification times) among its parameters, so
 another folder, or changed files, make another run instead of resuming a stale one. A pair's file
 is looked up in ``PATH/<dataset>/`` first, then in ``PATH/``; a missing or malformed file fails
-that pair with the file named. ``warpbench export-fields`` writes a stored run's fields in this
-layout.
+that pair with the file named. Files are read only inside the folder: a dataset name or subject
+id that is not one path component, a file that is a symlink to outside the folder, or a name that
+names two pairs of the dataset's subjects fails the pair, naming it (:mod:`warpbench.fields`).
+``warpbench export-fields`` writes a stored run's fields in this layout.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def folder_digest(folder: Path) -> str:
     and its subfolders (one level), so changed files make another configuration."""
     entries = []
     for path in sorted([*folder.glob("disp_*"), *folder.glob("*/disp_*")]):
-        stat = path.stat()
+        stat = path.stat() if path.exists() else path.lstat()  # a dangling link: no field
         entries.append(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
@@ -75,7 +77,9 @@ class PrecomputedMethod(Method):
                              "e.g. --method precomputed:path/to/fields")
         if pair is None:
             raise ValueError("precomputed fields are looked up by pair; the runner gives pair=")
-        path = find_field(folder, pair.fixed, pair.moving, pair.dataset)
+        # the subject ids come with the pair once the runner passes them (PairIds.subjects)
+        path = find_field(folder, pair.fixed, pair.moving, pair.dataset,
+                          getattr(pair, "subjects", ()))
         if path is None:
             raise FileNotFoundError(f"no field for {pair.fixed} <- {pair.moving}: looked for "
                                     f"disp_{pair.fixed}_{pair.moving}.nii.gz / .nii / .npz / .npy "

@@ -12,10 +12,11 @@ acquisition options have the same label maps: their Dice differences are due to 
 
 Subjects are generated on first use and cached as uncompressed NIfTI (noisy floats hardly
 compress) under ``<cache_dir>/<name>-<content hash>/``, ``cache_dir`` defaulting to
-``results/cache/datasets`` relative to the folder of ``datasets.yaml``. The hash covers every
-option that changes the content, so a changed option never reads a stale file; a missing or
-damaged file is generated again, and files are written under a temporary name and renamed, so an
-interrupted run never leaves half a file.
+``results/cache/datasets`` relative to the folder of ``datasets.yaml``; a name that is not one path
+component (``../escape``) is refused, so the cache never reads or writes outside ``cache_dir``.
+The hash covers every option that changes the content, so a changed option never reads a stale
+file; a missing or damaged file is generated again, and files are written under a temporary name
+and renamed, so an interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydantic import Field, StrictFloat, StrictInt
 from warpbench.datasets import Dataset, DatasetOptions, Subject
 from warpbench.hookspecs import hookimpl
 from warpbench.options import must_be
+from warpbench.paths import UnsafePathError, safe_component
 from warpbench_synthetic.anatomy import STRUCTURES, make_subject_labels, make_template
 from warpbench_synthetic.cache import read_nifti, write_nifti
 from warpbench_synthetic.intensity import CONTRASTS, INTENSITY_MODELS, acquire, label_means
@@ -87,6 +89,10 @@ class SyntheticDataset(Dataset):
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         super().__init__(name, options, base_dir)
+        try:
+            safe_component(name, "its name (which names its cache folder)")
+        except UnsafePathError as exc:
+            self.fail(str(exc))
         self.shape = list(self.settings.shape)
         self.spacing = list(self.settings.spacing)
         self.cache_dir = self.base_dir / self.settings.cache_dir / f"{name}-{self.content_hash()}"
