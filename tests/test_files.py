@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from warpbench.datasets import DatasetConfigError
+from warpbench.datasets import DatasetConfigError, SubjectError, load_subject
 from warpbench.metrics import dice
 from warpbench.plugins import load_registry
 from warpbench.testing import assert_dataset_contract
@@ -140,6 +140,20 @@ def test_corrupt_and_truncated_files_fail_their_subject_naming_the_path(scans):
             dataset.load(subject_id)
         assert str(error.value).startswith(f"{path}: cannot read the ")
         assert f"subject {subject_id!r}" in str(error.value)
+    assert dataset.load("s3").image.shape == SMALL
+
+
+def test_fractional_labels_and_a_nan_image_are_refused_naming_the_file_never_rounded(scans):
+    data = scans / "data"
+    image, labels = small_subject(0)
+    write(data / "s1_labels.nii.gz", labels * 0.75, np.diag([2.0, 2.0, 2.0, 1.0]))  # 0.75, 1.5
+    write(data / "s2.nii.gz", np.full_like(image, np.nan), np.diag([2.0, 2.0, 2.0, 1.0]))
+    dataset = make(scans)
+    for subject_id, path, said in (("s1", data / "s1_labels.nii.gz", "not integers"),
+                                   ("s2", data / "s2.nii.gz", "non-finite")):
+        with pytest.raises(SubjectError, match=said) as error:
+            load_subject(dataset, subject_id)
+        assert str(path) in str(error.value) and f"subject {subject_id!r}" in str(error.value)
     assert dataset.load("s3").image.shape == SMALL
 
 

@@ -4,6 +4,9 @@ A dataset *kind* (a :class:`Dataset` subclass supplied by a plugin) is instantia
 of ``datasets.yaml``. Its options are a pydantic model, :attr:`Dataset.Options`, extending
 :class:`DatasetOptions`, the options every kind shares (``split``, ``pairs``, ...), so every
 dataset splits and pairs its subjects the same way and every block is checked the same way.
+The platform loads a subject through :func:`load_subject`, which checks what any kind returns
+(:func:`check_volumes`), so an unusable subject is one error naming it, never a NaN image or a
+rounded label reaching a method.
 """
 
 from __future__ import annotations
@@ -109,6 +112,11 @@ class Subject:
     @property
     def spacing(self) -> tuple[float, float, float]:
         return spacing_from_affine(self.affine)
+
+
+class SubjectError(ValueError):
+    """A subject that cannot be loaded or is unusable. The message, one line, names the dataset
+    and subject (:func:`load_subject`) and the file where the reader knows it."""
 
 
 @dataclass(frozen=True)
@@ -221,3 +229,53 @@ class Dataset:
         if sum(counts.values()) > n or min(counts.values()) < 0:
             self.fail(f"split {values} asks for more than its {n} subjects")
         return counts
+
+
+def check_volumes(image: np.ndarray, labels: np.ndarray, image_name: str = "the image",
+                  labels_name: str = "the label map") -> None:
+    """Raise :class:`SubjectError` unless ``image`` and ``labels`` are 3-D arrays of one shape, the
+    image finite and the labels integers: what every method and score relies on. A NaN image
+    would be scored (or blamed on a method) and fractional labels silently rounded, so a reader
+    checks what it read here, naming its files, and :func:`load_subject` checks every subject."""
+    for name, array in ((image_name, image), (labels_name, labels)):
+        if array.ndim != 3:
+            raise SubjectError(f"{name} holds a {array.ndim}-D array of shape {array.shape}; "
+                               "expected 3-D")
+    if labels.shape != image.shape:
+        raise SubjectError(f"{labels_name} has shape {labels.shape}, unlike the shape "
+                           f"{image.shape} of {image_name}")
+    check_image(image, image_name)
+    check_labels(labels, labels_name)
+
+
+def check_image(image: np.ndarray, name: str = "the image") -> None:
+    """Raise :class:`SubjectError` unless every voxel of ``image`` is finite."""
+    if not np.isfinite(image).all():
+        raise SubjectError(f"{name} has {np.count_nonzero(~np.isfinite(image))} non-finite "
+                           f"voxels (NaN or infinite) of {image.size}")
+
+
+def check_labels(labels: np.ndarray, name: str = "the label map") -> None:
+    """Raise :class:`SubjectError` unless ``labels`` holds integers (integral floats pass)."""
+    if labels.dtype.kind not in "biuf":
+        raise SubjectError(f"{name} holds {labels.dtype} values; a label map holds integers")
+    if labels.dtype.kind == "f":
+        wrong = ~np.isfinite(labels) | (labels != np.rint(labels))
+        if wrong.any():
+            raise SubjectError(f"{name} holds values that are not integers (such as "
+                               f"{labels[wrong].flat[0]:g}); a label map holds integers")
+
+
+def load_subject(dataset: Dataset, subject_id: str) -> Subject:
+    """``dataset.load(subject_id)``, checked by :func:`check_volumes`: how the platform loads a
+    subject, so that whatever a reader raises or returns, an unusable subject is one
+    :class:`SubjectError` naming it (and keeping the reader's message), which costs only the
+    pairs of that subject."""
+    try:
+        subject = dataset.load(subject_id)
+        check_volumes(subject.image, subject.labels)
+    except Exception as exc:  # any reader's failure, named and kept
+        reason = str(exc) if isinstance(exc, SubjectError) else f"{type(exc).__name__}: {exc}"
+        message = f"dataset {dataset.name!r}, subject {subject_id!r}: {reason}"
+        raise SubjectError(" ".join(message.split())) from exc
+    return subject

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from warpbench.datasets import Dataset, Pair, Subject
+from warpbench.datasets import Dataset, Pair, Subject, SubjectError, load_subject
 from warpbench.hookspecs import hookimpl
 from warpbench.methods import Method
 from warpbench.runner import PairResult, evaluate_batch, evaluate_pair
@@ -37,6 +37,13 @@ class RunWork:
     time_limit: float | None = None
     #: The trained state a learning method registers with (None for other methods).
     weights: Path | None = None
+
+
+def loading_failed(pair: Pair, error: str, device: torch.device | str) -> PairResult:
+    """The failed result of a pair whose subject could not be loaded, with the error naming it
+    (a :class:`SubjectError`'s message)."""
+    return PairResult(pair.fixed, pair.moving, "failed", error=f"loading failed: {error}",
+                      device=str(device))
 
 
 def default_device() -> torch.device:
@@ -61,13 +68,14 @@ class InProcessExecutor:
         return str(self.device)
 
     def subject(self, dataset: Dataset, subject_id: str) -> Subject:
-        """A subject of ``dataset``, read on first use and then kept among the last
-        :attr:`cache_size` used (a benchmark reads its subjects here before it starts the clock)."""
+        """A subject of ``dataset``, read and checked (:func:`load_subject`) on first use and then
+        kept among the last :attr:`cache_size` used (a benchmark reads its subjects here before it
+        starts the clock)."""
         key = (dataset.fingerprint(), subject_id)
         if key in self._subjects:
             self._subjects.move_to_end(key)
             return self._subjects[key]
-        subject = dataset.load(subject_id)
+        subject = load_subject(dataset, subject_id)
         self._subjects[key] = subject
         if len(self._subjects) > self.cache_size:
             self._subjects.popitem(last=False)
@@ -82,10 +90,8 @@ class InProcessExecutor:
             try:
                 fixed = self.subject(work.dataset, pair.fixed)
                 moving = self.subject(work.dataset, pair.moving)
-            except Exception as exc:
-                yield PairResult(pair.fixed, pair.moving, "failed",
-                                 error=f"loading failed: {type(exc).__name__}: {exc}",
-                                 device=str(self.device))
+            except SubjectError as exc:
+                yield loading_failed(pair, str(exc), self.device)
                 continue
             if size is None:
                 size = self._batch_size(work, fixed.image.shape)

@@ -116,9 +116,12 @@ class Replay:
     _subjects: dict = field(default_factory=dict, repr=False)
 
     def subject(self, subject_id: str):
-        """A subject of the run's dataset, loaded once per replay."""
+        """A subject of the run's dataset, loaded (and checked, as a run loads it) once per
+        replay."""
+        from warpbench.datasets import load_subject
+
         if subject_id not in self._subjects:
-            self._subjects[subject_id] = self.dataset.load(subject_id)
+            self._subjects[subject_id] = load_subject(self.dataset, subject_id)
         return self._subjects[subject_id]
 
     def register(self, fixed_id: str, moving_id: str, device) -> ReplayedPair:

@@ -14,6 +14,11 @@ Each planned run has a configuration key (method, preset and its parameters, met
 dataset fingerprint, training key, seed); running the same plan again resumes each configuration's
 newest run: finished pairs are skipped and failed ones retried. Results are written one pair at a
 time, so an interruption loses at most the pair in flight. This process is the store's only writer.
+
+A subject that cannot be loaded (:func:`warpbench.datasets.load_subject`) costs only its pairs:
+each subject of a pair still to do is checked once per command (when MI(i;s) is computed, or
+before its first pair), named once in the summary, and its pairs are stored as failed with the
+reason without reaching the executor.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,8 +36,9 @@ from tqdm import tqdm
 from warpbench import mi
 from warpbench.compatibility import in_domain, incompatibility
 from warpbench.config import Config, build_dataset
-from warpbench.datasets import Dataset, DatasetConfigError
-from warpbench.executors import RunWork
+from warpbench.datasets import (Dataset, DatasetConfigError, Pair, Subject, SubjectError,
+                                load_subject)
+from warpbench.executors import RunWork, loading_failed
 from warpbench.methods import LearningMethod, availability_of
 from warpbench.plugins import Registry
 from warpbench.provenance import environment
@@ -189,11 +196,38 @@ def config_key(method, preset: str, dataset: Dataset, seed: int, training: str |
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def describe_dataset(dataset: Dataset) -> dict:
-    """A dataset's store row: sizes, grid, labels and MI(i;s) over its test subjects."""
-    test = dataset.subjects("test")
-    subjects = [dataset.load(s) for s in test]
-    estimate = mi.mutual_information([s.image for s in subjects], [s.labels for s in subjects])
+@dataclass
+class LoadedSubjects:
+    """A dataset's test subjects: those that load, and why each of the others does not."""
+
+    loaded: list[Subject]
+    unloadable: dict[str, str]  # subject id -> the error naming it
+
+
+def load_test_subjects(dataset: Dataset) -> LoadedSubjects:
+    loaded, unloadable = [], {}
+    for subject_id in dataset.subjects("test"):
+        try:
+            loaded.append(load_subject(dataset, subject_id))
+        except SubjectError as exc:
+            unloadable[subject_id] = str(exc)
+    return LoadedSubjects(loaded, unloadable)
+
+
+def describe_dataset(dataset: Dataset, test: LoadedSubjects | None = None) -> dict:
+    """A dataset's store row: sizes, grid, labels and MI(i;s) over the test subjects that load
+    (``test``, loaded here when not given); the estimator's text says how many those were."""
+    test = load_test_subjects(dataset) if test is None else test
+    subjects = test.loaded
+    tested = len(subjects) + len(test.unloadable)
+    used = f"{len(subjects)} of {tested} test subjects"
+    if subjects:
+        estimate = mi.mutual_information([s.image for s in subjects], [s.labels for s in subjects])
+        estimator = (f"plug-in joint histogram, {estimate['bins']} intensity bins, over {used} "
+                     "(warpbench.mi states the normalisation and mask)")
+    else:
+        estimate = dict.fromkeys(("mi_bits", "label_entropy_bits", "nmi"), float("nan"))
+        estimator = f"not computed: {used} could be loaded"
     return {
         "dataset": dataset.name,
         "fingerprint": dataset.fingerprint(),
@@ -201,7 +235,7 @@ def describe_dataset(dataset: Dataset) -> dict:
         "subjects": len(dataset.all_subjects()),
         "train_subjects": len(dataset.subjects("train")),
         "val_subjects": len(dataset.subjects("val")),
-        "test_subjects": len(test),
+        "test_subjects": tested,
         "test_pairs": len(dataset.pairs("test")),
         "shape": list(subjects[0].image.shape) if subjects else None,
         "spacing": list(subjects[0].spacing) if subjects else None,
@@ -209,8 +243,7 @@ def describe_dataset(dataset: Dataset) -> dict:
         "mi_bits": estimate["mi_bits"],
         "label_entropy_bits": estimate["label_entropy_bits"],
         "nmi": estimate["nmi"],
-        "mi_estimator": f"plug-in joint histogram, {estimate['bins']} intensity bins "
-                        "(warpbench.mi states the normalisation and mask)",
+        "mi_estimator": estimator,
     }
 
 
@@ -228,13 +261,18 @@ class Scheduler:
         #: Trained weights live next to the store unless told otherwise.
         self.checkpoints = Path(checkpoints) if checkpoints else store.path.parent / "checkpoints"
         self._trained: dict[str, Trained] = {}  # by training key
+        #: (dataset fingerprint, subject) -> why it does not load, or None: checked once each.
+        self._load_errors: dict[tuple[str, str], str | None] = {}
 
     def run(self, plan: Plan) -> Summary:
         """Train what is missing and evaluate every planned run."""
         summary = Summary()
         for dataset in plan.datasets.values():
             if not self.store.has_dataset(dataset.name, dataset.fingerprint()):
-                self.store.record_dataset(describe_dataset(dataset))
+                test = load_test_subjects(dataset)
+                for subject_id in dataset.subjects("test"):
+                    self._checked(dataset, subject_id, test.unloadable.get(subject_id), summary)
+                self.store.record_dataset(describe_dataset(dataset, test))
         for planned in plan.runs:
             trained = None
             if planned.training is not None:
@@ -346,6 +384,35 @@ class Scheduler:
         return self._trained[key]
 
     # --- evaluation ----------------------------------------------------------------------------
+    def _checked(self, dataset: Dataset, subject_id: str, error: str | None,
+                 summary: Summary) -> None:
+        """Remember whether a subject loads; one that does not is named once in the summary."""
+        self._load_errors[(dataset.fingerprint(), subject_id)] = error
+        if error:
+            summary.failures.append(f"{error} (its pairs are stored as failed)")
+
+    def _load_error(self, dataset: Dataset, subject_id: str, summary: Summary) -> str | None:
+        """Why a subject does not load (None when it does), loading it on its first question."""
+        key = (dataset.fingerprint(), subject_id)
+        if key not in self._load_errors:
+            try:
+                load_subject(dataset, subject_id)
+                self._checked(dataset, subject_id, None, summary)
+            except SubjectError as exc:
+                self._checked(dataset, subject_id, str(exc), summary)
+        return self._load_errors[key]
+
+    def _unloadable(self, dataset: Dataset, pairs: list[Pair],
+                    summary: Summary) -> dict[Pair, str]:
+        """The pairs of ``pairs`` with a subject that does not load, with the error naming it."""
+        errors = {}
+        for pair in pairs:
+            error = (self._load_error(dataset, pair.fixed, summary)
+                     or self._load_error(dataset, pair.moving, summary))
+            if error:
+                errors[pair] = error
+        return errors
+
     def _run_one(self, planned: PlannedRun, dataset: Dataset, summary: Summary,
                  trained: Trained | None) -> None:
         method = self.registry.methods[planned.method]
@@ -366,12 +433,17 @@ class Scheduler:
                 self.store.end_run(state.run_id, "complete")
             summary.runs_up_to_date += 1
             return
-        work = RunWork(method, method.presets[planned.preset], dataset, todo,
+        unloadable = self._unloadable(dataset, todo, summary)
+        work = RunWork(method, method.presets[planned.preset], dataset,
+                       [p for p in todo if p not in unloadable],
                        self.seed, self.time_limit, trained and trained.weights)
+        device = self.executor.device
+        results = chain((loading_failed(p, error, device) for p, error in unloadable.items()),
+                        self.executor.evaluate(work))
         bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=str(planned),
                    unit="pair", file=sys.stderr, disable=not self.progress, leave=True)
         try:
-            for result in self.executor.evaluate(work):
+            for result in results:
                 attempt = state.attempts.get((result.fixed, result.moving), 0) + 1
                 self.store.record_pair(state.run_id, attempt, result)
                 if result.status == "ok":
@@ -379,7 +451,9 @@ class Scheduler:
                     bar.set_postfix(dice=f"{result.mean_dice:.3f}" if result.mean_dice is not None else "-")
                 else:
                     summary.pairs_failed += 1
-                    summary.failures.append(f"{planned}: {result.fixed} <- {result.moving}: {result.error}")
+                    if Pair(result.fixed, result.moving) not in unloadable:  # named once, above
+                        summary.failures.append(
+                            f"{planned}: {result.fixed} <- {result.moving}: {result.error}")
                 bar.update()
         except BaseException:
             self.store.end_run(state.run_id, "interrupted")

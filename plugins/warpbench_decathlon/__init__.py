@@ -5,10 +5,14 @@ the subject id is NAME. A ``dataset.json`` is not required: when present it supp
 names (and licence) that the block does not; otherwise the block's ``labels`` option must name
 them. Each subject is brought onto the common ``grid`` by centring (zero padding, or cropping when
 the volume is larger: a crop that would cut off labelled voxels is an error), its affine shifted
-so that every voxel keeps its world position, and its intensities normalised per volume.
+so that every voxel keeps its world position, and its intensities normalised per volume. An
+image and its label map must be 3-D arrays of one shape, the image finite and the labels integers
+(:func:`warpbench.datasets.check_volumes`, naming the file): fractional labels are refused, never
+rounded.
 
 Options (:class:`DecathlonOptions`): ``root`` (relative to the folder of ``datasets.yaml``),
-``grid`` (e.g. [48, 64, 48]; without it all subjects must share the first one's shape),
+``grid`` (e.g. [48, 64, 48]; without it all subjects must share the first readable one's
+shape),
 ``labels`` ({1: name, ...}), ``limit`` (the first N subjects, for quick runs), plus the shared
 ``split`` and ``pairs``.
 """
@@ -24,7 +28,7 @@ import nibabel as nib
 import numpy as np
 from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError
 
-from warpbench.datasets import Dataset, DatasetOptions, Subject
+from warpbench.datasets import Dataset, DatasetOptions, Subject, SubjectError, check_volumes
 from warpbench.hookspecs import hookimpl
 from warpbench.options import describe, must_be
 from warpbench_decathlon.volumes import centre_offset, normalise_intensity, place, shift_affine
@@ -114,17 +118,14 @@ class DecathlonDataset(Dataset):
         image_path, label_path = self._image_path(subject_id), self._label_path(subject_id)
         image_file, image = _read(image_path, np.float32)
         _, labels = _read(label_path, np.float64)
-        if labels.shape != image.shape:
-            raise ValueError(
-                f"{label_path} has shape {labels.shape} but its image {image_path} has {image.shape}"
-            )
+        check_volumes(image, labels, str(image_path), str(label_path))
         if self.settings.grid is None and image.shape != self.grid:
             raise ValueError(
-                f"{image_path} has shape {image.shape}, unlike the first subject's {self.grid}; "
-                "set 'grid' so every subject is centred onto one shape"
+                f"{image_path} has shape {image.shape}, unlike the first readable subject's "
+                f"{self.grid}; set 'grid' so every subject is centred onto one shape"
             )
         offset = centre_offset(image.shape, self.grid)
-        on_grid = place(np.rint(labels).astype(np.int16), self.grid, offset)
+        on_grid = place(labels.astype(np.int16), self.grid, offset)
         lost = int(np.count_nonzero(labels)) - int(np.count_nonzero(on_grid))
         if lost:
             raise ValueError(
@@ -140,13 +141,17 @@ class DecathlonDataset(Dataset):
 
     @cached_property
     def grid(self) -> tuple[int, int, int]:
-        """The common shape: the ``grid`` option, or else the first subject's shape."""
+        """The common shape: the ``grid`` option, or else the first subject's shape (of the first
+        subject whose file can be read: an unreadable one costs its own pairs, not every
+        subject's)."""
         if self.settings.grid is not None:
             return self.settings.grid
-        ids = self.all_subjects()
-        if not ids:
-            raise ValueError(f"dataset {self.name!r}: no subjects under {self.root}")
-        return tuple(_read_header(self._image_path(ids[0])).shape[:3])
+        for subject_id in self.all_subjects():
+            try:
+                return tuple(_read_header(self._image_path(subject_id)).shape[:3])
+            except SubjectError:
+                continue  # loading that subject names its file
+        raise ValueError(f"dataset {self.name!r}: no readable image under {self.root}")
 
     # --- helpers -------------------------------------------------------------------------------
     def _image_path(self, subject_id: str) -> Path:
@@ -185,19 +190,17 @@ def _read_header(path: Path):
     try:
         return nib.load(path)
     except Exception as exc:  # any failure to parse is reported with the file's name
-        raise ValueError(f"cannot read NIfTI file {path}: {exc}") from exc
+        raise SubjectError(f"cannot read NIfTI file {path}: {exc}") from exc
 
 
 def _read(path: Path, dtype) -> tuple[Any, np.ndarray]:
-    """The nibabel image and its 3-D data; any unreadable or non-3-D file is a ValueError naming
-    it."""
+    """The nibabel image and its data; an unreadable file (not NIfTI, truncated) is a
+    :class:`SubjectError` naming it."""
     image = _read_header(path)
     try:
         data = np.asarray(image.dataobj, dtype=dtype)
     except Exception as exc:
-        raise ValueError(f"cannot read NIfTI file {path}: {exc}") from exc
-    if data.ndim != 3:
-        raise ValueError(f"{path} holds a {data.ndim}-D array of shape {data.shape}; expected 3-D")
+        raise SubjectError(f"cannot read NIfTI file {path}: {exc}") from exc
     return image, data
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
+import numpy as np
 
-from warpbench.datasets import Dataset, Subject
+from warpbench.datasets import Dataset, Subject, check_image, check_labels
 from warpbench_files import geometry
 from warpbench_files.cache import SubjectCache
 from warpbench_files.reading import SubjectFileError, open_image, read_volume, source_files
@@ -176,6 +177,9 @@ class GriddedDataset(Dataset):
         what = f"subject {subject_id!r} of dataset {self.name!r}"
         image = read_volume(sources.image, f"image of {what}", "float32")
         labels = read_volume(sources.labels, f"label map of {what}")
+        # Checked as read, naming the files: resampling would blur NaNs and round fractions.
+        check_image(np.asanyarray(image.dataobj), f"{sources.image}: the image of {what}")
+        check_labels(np.asanyarray(labels.dataobj), f"{sources.labels}: the label map of {what}")
         mask = None if sources.mask is None else read_volume(sources.mask, f"mask of {what}")
         return geometry.to_grid(image, labels, mask, self.orientation, self.settings.spacing,
                                 self.grid, self.settings.mask_labels)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from warpbench.datasets import Dataset
+from warpbench.datasets import Dataset, load_subject
 
 # Intensities are mapped from these percentiles onto [0, 1] and clipped: robust to a few extreme
 # voxels, and the same input range whatever the scanner or dataset scale.
@@ -30,7 +30,7 @@ class Subjects:
         lookup = {value: index + 1 for index, value in enumerate(self.label_values)}
         images, labels = [], []
         for subject_id in self.ids:
-            subject = dataset.load(subject_id)
+            subject = load_subject(dataset, subject_id)  # a bad file is named, not trained on
             images.append(normalise(subject.image))
             index = np.zeros(subject.labels.shape, np.int64)
             for value, position in lookup.items():
