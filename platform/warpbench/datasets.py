@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, StrictInt, model_validator
 
 from warpbench.fetch import Download
 from warpbench.options import Settings, must_be, number, validate
+from warpbench.paths import UnsafePathError, safe_component
 from warpbench.spatial import spacing_from_affine
 
 SPLITS = ("train", "val", "test")
@@ -149,6 +150,10 @@ class Dataset:
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         self.name = name
+        try:  # a dataset's name names its cache folders and field folders
+            safe_component(name, "its name (which names its cache and field folders)")
+        except UnsafePathError as exc:
+            self.fail(str(exc))
         self.options = dict(options)
         self.base_dir = Path(base_dir)
         self.settings = validate(self.Options, self.options, self._where, "option",

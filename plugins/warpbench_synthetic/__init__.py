@@ -33,7 +33,6 @@ from pydantic import Field, StrictFloat, StrictInt
 from warpbench.datasets import Dataset, DatasetOptions, Subject
 from warpbench.hookspecs import hookimpl
 from warpbench.options import must_be
-from warpbench.paths import UnsafePathError, safe_component
 from warpbench_synthetic.anatomy import STRUCTURES, make_subject_labels, make_template
 from warpbench_synthetic.cache import read_nifti, write_nifti
 from warpbench_synthetic.intensity import CONTRASTS, INTENSITY_MODELS, acquire, label_means
@@ -89,10 +88,6 @@ class SyntheticDataset(Dataset):
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         super().__init__(name, options, base_dir)
-        try:
-            safe_component(name, "its name (which names its cache folder)")
-        except UnsafePathError as exc:
-            self.fail(str(exc))
         self.shape = list(self.settings.shape)
         self.spacing = list(self.settings.spacing)
         self.cache_dir = self.base_dir / self.settings.cache_dir / f"{name}-{self.content_hash()}"
