@@ -3,7 +3,8 @@
 DuckDB lets one process write or many read, never both at once. So no connection is held open:
 every write and every read opens the file, does its work in one transaction and closes it,
 waiting while another process holds the lock (:mod:`warpbench.store.locks`). That lets the
-leaderboard app read while a run is writing.
+leaderboard app read while a run is writing. Writes also hold the writer lease
+(:mod:`warpbench.store.lease`), so that one process at a time writes between those calls.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from warpbench.store import locks, migrations, schema
+from warpbench.store import lease, locks, migrations, schema
 
 
 class StoreFile:
@@ -33,16 +34,22 @@ class StoreFile:
 
     @contextmanager
     def _write(self):
-        """A connection inside one transaction, on a file whose schema is this version's: the
-        first write through this instance creates it, or upgrades an older file in the same
-        transaction (:mod:`warpbench.store.migrations`)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect(read_only=False) as con:
+        """A connection inside one transaction, holding the writer lease, on a file whose schema
+        is this version's: the first write through this instance creates it, or upgrades an
+        older file in the same transaction (:mod:`warpbench.store.migrations`)."""
+        with lease.hold(self.path, "one write"), self._connect(read_only=False) as con:
             with transaction(con):
                 if not self._schema_ready:
                     migrations.prepare_for_writing(con, self.path)
                 yield con
             self._schema_ready = True
+
+    def writer_lease(self, purpose: str):
+        """A context manager holding this store's writer lease for the block: no other process
+        writes the store meanwhile (its writes wait, then are refused with :class:`StoreBusy`);
+        ``purpose`` tells them what holds it (``"warpbench run"``). Waits for another holder at
+        most ``lease.LEASE_WAIT_SECONDS``, then raises :class:`StoreBusy` naming it."""
+        return lease.hold(self.path, purpose)
 
     def _read(self, sql: str, params=(), columns: list[str] | None = None,
               table: str = "runs") -> pd.DataFrame:

@@ -1,8 +1,11 @@
 """Merging stores and exporting tables (``warpbench merge``, ``warpbench export``).
 
 A run's rows share its run_id, which is a random UUID made when the run began, so the same
-run_id in two files is the same run (a copy, or a later state of it), never a clash. A source
-older than this code's schema is read as it stands; a newer one is refused.
+run_id in two files is the same run (a copy, or a later state of it), never a clash. A source is
+a store this code did not write: it is read through :mod:`warpbench.store.sources` (base tables of
+this schema only, nothing of it executed), and a source that tells a run of the output otherwise
+is refused (:mod:`warpbench.store.conflicts`). A source older than this code's schema is read as
+it stands; a newer one is refused.
 """
 
 from __future__ import annotations
@@ -12,24 +15,15 @@ from pathlib import Path
 
 import duckdb
 
-from warpbench.store import schema
+from warpbench.store import locks, schema
+from warpbench.store.conflicts import first_conflict
 from warpbench.store.connection import StoreFile, transaction
 from warpbench.store.errors import StoreFileError
 from warpbench.store.migrations import fill_in_domain
+from warpbench.store.sources import ROW_KEYS, RUN_SOURCES_TABLE, Source
 
-#: The columns that make two rows the same row.
-ROW_KEYS = {
-    "trainings": ("training_key",),
-    "training_curves": ("training_key", "step", "split", "name"),
-    "runs": ("run_id",),
-    "pairs": ("run_id", "fixed", "moving", "attempt"),
-    "labels": ("run_id", "fixed", "moving", "attempt", "label"),
-    "datasets": ("dataset", "fingerprint"),
-    "run_sources": ("run_id", "source"),
-}
-_RUN_SOURCES_SCHEMA = """
-    CREATE TABLE IF NOT EXISTS run_sources (
-        run_id VARCHAR NOT NULL, source VARCHAR NOT NULL, merged_at TIMESTAMP)"""
+#: The tables a source's rows are staged from, in the order they are merged.
+_MERGED_TABLES = (*schema.RESULT_TABLES, "run_sources")
 
 
 class Exchange(StoreFile):
@@ -81,41 +75,81 @@ class Exchange(StoreFile):
         :meth:`export_tables` wrote (so results kept as files in a repository resume a run on a
         machine that never had its store). Rows are the same when their keys (``ROW_KEYS``)
         match, so merging a file twice, or two files holding one run, adds each row once; a run
-        found in several files keeps the row of its latest end (its most advanced state). Every
-        run's provenance columns are kept as they were; ``run_sources`` also records which file
-        each run was merged from (and keeps the sources' own records)."""
+        found in several files keeps its most advanced state (a complete run stays complete).
+        Every run's provenance columns are kept as they were; ``run_sources`` also records which
+        file each run was merged from (and keeps the sources' own records).
+
+        Only the base tables of this schema are read from a source, and its values are checked
+        first; a source that tells a run of this store otherwise (another score for a pair it
+        holds, say) is refused. Either raises :class:`StoreFileError` naming the source, and
+        leaves this store as it was: a merge is one transaction."""
         sources = [Path(s) for s in sources]
         for source in sources:
             if not source.is_dir():  # a folder is checked as it is read, below
-                type(self)(source).check_file()
-        if self.path.exists():
+                _vet_file(source, source)
+        existed = self.path.exists()
+        if existed:
             self.check_file()
         with tempfile.TemporaryDirectory(prefix="warpbench-merge-") as scratch:
-            # Every folder is read before the output is touched: a bad file leaves no output.
-            files = [_store_from_export(s, Path(scratch) / f"{i}.duckdb") if s.is_dir() else s
-                     for i, s in enumerate(sources)]
-            self.initialise()
-            return self._merge_files(list(zip(sources, files)))
+            # Every source is read before the output is touched: a bad one leaves no output.
+            files = []
+            for i, source in enumerate(sources):
+                if source.is_dir():
+                    file = _store_from_export(source, Path(scratch) / f"{i}.duckdb")
+                    _vet_file(file, source)
+                    files.append(file)
+                else:
+                    files.append(source)
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # where its lease lives
+            with self.writer_lease("warpbench merge"):
+                self.initialise()
+                try:
+                    return self._merge_files(list(zip(sources, files)))
+                except StoreFileError:
+                    if not existed:  # refused between sources: no output, as for a bad file
+                        self.path.unlink(missing_ok=True)
+                    raise
 
     def _merge_files(self, sources: list[tuple[Path, Path]]) -> dict[str, int]:
-        """Merge each (name to record, store file) of ``sources``, one transaction each."""
+        """Merge each (name to record, store file) of ``sources``, all in one transaction."""
         # Counts in the order they were always reported (scripts may read it), training last.
         added = dict.fromkeys([*schema.REQUIRED_TABLES, "run_sources", *schema.TRAINING_TABLES], 0)
         with self._connect(read_only=False) as con:
-            con.execute(_RUN_SOURCES_SCHEMA)
-            for index, (source, file) in enumerate(sources):
-                alias = f"merge_source_{index}"
-                con.execute(f"ATTACH {_sql_string(file.resolve())} AS {alias} (READ_ONLY)")
-                try:
-                    with transaction(con):
-                        self._merge_one(con, alias, str(source.resolve()), added)
-                except duckdb.Error as exc:
-                    raise StoreFileError(f"{source}: cannot be merged: {exc}") from None
-                finally:
+            con.execute(RUN_SOURCES_TABLE)
+            aliases: list[str] = []
+            try:  # attached outside the transaction, so a failed one still detaches them
+                for index, (_, file) in enumerate(sources):
+                    con.execute(f"ATTACH {_sql_string(file.resolve())} AS merge_source_{index} "
+                                "(READ_ONLY)")
+                    aliases.append(f"merge_source_{index}")
+                with transaction(con):
+                    for alias, (name, _) in zip(aliases, sources):
+                        try:
+                            self._merge_one(con, Source(con, alias, name), added)
+                        except duckdb.Error as exc:
+                            raise StoreFileError(f"{name}: cannot be merged: {exc}") from None
+            finally:
+                for alias in aliases:
                     con.execute(f"DETACH {alias}")
         return added
 
-    def _merge_one(self, con, alias: str, source: str, added: dict[str, int]) -> None:
+    def _merge_one(self, con, source: Source, added: dict[str, int]) -> None:
+        """Stage the source's tables as ``incoming_<table>``, refuse it on a conflict, then add
+        its missing rows and its runs' progress."""
+        staged = [t for t in _MERGED_TABLES if source.has(t)]  # version 1 has no trainings
+        for table in staged:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_{table} AS {source.select(table)}")
+        conflict = first_conflict(con)
+        if conflict:
+            raise StoreFileError(
+                f"{source.name}: refused, it contradicts {self.path} on {conflict}; nothing "
+                f"of {source.name} was merged (a run id names one run: keep the store that "
+                "holds its right state and leave the other out)")
+        self._add_missing(con, str(source.name.resolve()), staged, added)
+        for table in staged:  # the next source may lack one
+            con.execute(f"DROP TABLE incoming_{table}")
+
+    def _add_missing(self, con, name: str, staged: list[str], added: dict[str, int]) -> None:
         def insert_missing(table: str, select: str) -> None:
             same = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in ROW_KEYS[table])
             before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -123,30 +157,41 @@ class Exchange(StoreFile):
                         f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same})")
             added[table] += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
 
-        # A run present in both: take the source's status and end when it got further.
+        # A run present in both: take the source's status and end when it got further; a
+        # complete run never goes back (a later retry of its failed pairs may be interrupted).
         con.execute(
-            f"""UPDATE runs SET status = s.status, ended_at = s.ended_at
-                FROM {alias}.runs s
-                WHERE runs.run_id = s.run_id AND s.ended_at IS NOT NULL
-                  AND (runs.ended_at IS NULL OR s.ended_at > runs.ended_at)""")
-        source_tables = schema.table_names(con, alias)
-        if "trainings" in source_tables:  # likewise a training, with its weights and steps
+            """UPDATE runs SET status = s.status, ended_at = s.ended_at
+               FROM incoming_runs s
+               WHERE runs.run_id = s.run_id AND s.ended_at IS NOT NULL
+                 AND CASE WHEN runs.status = 'complete'
+                          THEN s.status = 'complete' AND s.ended_at > runs.ended_at
+                          ELSE s.status = 'complete' OR runs.ended_at IS NULL
+                               OR s.ended_at > runs.ended_at END""")
+        if "trainings" in staged:  # likewise a training, with its weights and steps
             con.execute(
-                f"""UPDATE trainings SET status = s.status, ended_at = s.ended_at,
-                           weights = s.weights, error = s.error, steps = s.steps,
-                           seconds = s.seconds, attempts = s.attempts
-                    FROM {alias}.trainings s
-                    WHERE trainings.training_key = s.training_key AND s.ended_at IS NOT NULL
-                      AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
+                """UPDATE trainings SET status = s.status, ended_at = s.ended_at,
+                          weights = s.weights, error = s.error, steps = s.steps,
+                          seconds = s.seconds, attempts = s.attempts
+                   FROM incoming_trainings s
+                   WHERE trainings.training_key = s.training_key AND s.ended_at IS NOT NULL
+                     AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
         insert_missing("run_sources", f"""
-            SELECT run_id, {_sql_string(source)} AS source, now()::TIMESTAMP AS merged_at
-            FROM {alias}.runs""")
-        if "run_sources" in source_tables:
-            insert_missing("run_sources", f"SELECT * FROM {alias}.run_sources")
-        for table in schema.RESULT_TABLES:
-            if table in source_tables:  # a version-1 store has no training tables
-                insert_missing(table, f"SELECT * FROM {alias}.{table}")
+            SELECT run_id, {_sql_string(name)} AS source, now()::TIMESTAMP AS merged_at
+            FROM incoming_runs""")
+        for table in staged:
+            insert_missing(table, f"SELECT * FROM incoming_{table}")
         fill_in_domain(con)  # for runs of a source that predates it
+
+
+def _vet_file(file: Path, name: Path) -> None:
+    """Check the store ``file`` as a source named ``name`` before the output is touched."""
+    if not file.is_file():
+        raise StoreFileError(f"{name}: no such file")
+    con = locks.connect(file, read_only=True)
+    try:
+        Source(con, con.execute("SELECT current_database()").fetchone()[0], name)
+    finally:
+        con.close()
 
 
 _EXPORT_READERS = {".parquet": "read_parquet({})", ".csv": "read_csv({}, header = true)"}
@@ -175,7 +220,7 @@ def _store_from_export(folder: Path, path: Path) -> Path:
     store = StoreFile(path)
     store.initialise()
     with store._connect(read_only=False) as con:
-        con.execute(_RUN_SOURCES_SCHEMA)
+        con.execute(RUN_SOURCES_TABLE)
         for table, file in _exported_tables(folder).items():
             reader = _EXPORT_READERS[file.suffix].format(_sql_string(file))
             try:

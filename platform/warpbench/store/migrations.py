@@ -19,11 +19,14 @@ later step that changes such a table must be idempotent (``ADD COLUMN IF NOT EXI
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from warpbench.compatibility import in_domain
 from warpbench.store import schema
 from warpbench.store.errors import StoreFileError
+
+_logger = logging.getLogger("warpbench.store")
 
 
 def stored_version(con, tables: set[str]) -> int | None:
@@ -85,5 +88,36 @@ def fill_in_domain(con) -> None:
             [in_domain(train_dataset, dataset), train_dataset, dataset])
 
 
+#: Where an older store has several rows of a key, version 4 keeps the first in this order: the
+#: first stored of a pair and of its labels (one transaction stored a pair with its labels, and
+#: one writer's transactions followed another's), a dataset's newest description (the one read).
+_KEEP_FIRST_BY = {"pairs": "rowid", "labels": "rowid", "datasets": "computed_at DESC, rowid"}
+
+
+def _unique_keys(con) -> None:
+    """Version 4: pairs, labels and datasets have their primary keys (``schema.KEYS``), so a
+    duplicate can never be stored. Each table is rebuilt as the schema declares it, in its row
+    order, keeping one row per key (``_KEEP_FIRST_BY``: two runs that wrote one store at once left
+    duplicates), and says how many rows it dropped."""
+    dropped = {}
+    for table, order in _KEEP_FIRST_BY.items():
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}_before_keys")
+        con.execute(schema.TABLES[table])
+        before = con.execute(f"SELECT count(*) FROM {table}_before_keys").fetchone()[0]
+        kept = con.execute(
+            f"""INSERT INTO {table} BY NAME SELECT * FROM {table}_before_keys
+                QUALIFY row_number() OVER (PARTITION BY {', '.join(schema.KEYS[table])}
+                                           ORDER BY {order}) = 1
+                ORDER BY rowid""").fetchone()[0]
+        con.execute(f"DROP TABLE {table}_before_keys")
+        dropped[table] = before - kept
+    if any(dropped.values()):
+        (path,) = con.execute("SELECT path FROM duckdb_databases() "
+                              "WHERE database_name = current_database()").fetchone()
+        counts = ", ".join(f"{count} {table} rows" for table, count in dropped.items())
+        _logger.warning(f"{path}: upgraded to schema version 4, which stores each result once: "
+                        f"dropped the duplicates of older writes ({counts})")
+
+
 #: The step that brings a store to each version from the one before; released steps never change.
-STEPS = {2: _add_trainings, 3: fill_in_domain}
+STEPS = {2: _add_trainings, 3: fill_in_domain, 4: _unique_keys}

@@ -6,7 +6,19 @@ A new file gets them as written here; an older file is brought to them by the st
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+#: The columns no two rows of a result table share (its primary key): a result is stored once,
+#: whoever writes it twice (two processes on one run, a bulk append, a merge).
+KEYS = {
+    "pairs": ("run_id", "fixed", "moving", "attempt"),
+    "labels": ("run_id", "fixed", "moving", "attempt", "label"),
+    "datasets": ("dataset", "fingerprint"),
+}
+
+
+def _primary_key(table: str) -> str:
+    return f"    PRIMARY KEY ({', '.join(KEYS[table])})"
 
 # The provenance a run and a training both carry: which method (and plugin) it was, and where
 # and with what it ran. (The order of the columns is the files' order; keep it.)
@@ -46,7 +58,7 @@ TABLES = {
     ended_at TIMESTAMP,
     status VARCHAR NOT NULL
 )""",
-    "pairs": """CREATE TABLE IF NOT EXISTS pairs (
+    "pairs": f"""CREATE TABLE IF NOT EXISTS pairs (
     run_id VARCHAR NOT NULL,
     fixed VARCHAR NOT NULL,
     moving VARCHAR NOT NULL,
@@ -60,18 +72,20 @@ TABLES = {
     seconds DOUBLE,
     peak_memory_mb DOUBLE,
     device VARCHAR,
-    finished_at TIMESTAMP
+    finished_at TIMESTAMP,
+{_primary_key("pairs")}
 )""",
-    "labels": """CREATE TABLE IF NOT EXISTS labels (
+    "labels": f"""CREATE TABLE IF NOT EXISTS labels (
     run_id VARCHAR NOT NULL,
     fixed VARCHAR NOT NULL,
     moving VARCHAR NOT NULL,
     attempt INTEGER NOT NULL,
     label INTEGER NOT NULL,
     dice DOUBLE,
-    hd95 DOUBLE
+    hd95 DOUBLE,
+{_primary_key("labels")}
 )""",
-    "datasets": """CREATE TABLE IF NOT EXISTS datasets (
+    "datasets": f"""CREATE TABLE IF NOT EXISTS datasets (
     dataset VARCHAR NOT NULL,
     fingerprint VARCHAR NOT NULL,
     kind VARCHAR,
@@ -87,7 +101,8 @@ TABLES = {
     label_entropy_bits DOUBLE,
     nmi DOUBLE,
     mi_estimator VARCHAR,
-    computed_at TIMESTAMP
+    computed_at TIMESTAMP,
+{_primary_key("datasets")}
 )""",
     "trainings": f"""CREATE TABLE IF NOT EXISTS trainings (
     training_key VARCHAR NOT NULL,

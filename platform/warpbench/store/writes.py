@@ -3,7 +3,9 @@ and bulk appends.
 
 Rows are appended, never rewritten (a run's status and end time, and a training's state, are the
 exceptions): a pair that is retried gets a new ``attempt`` row, and the ``latest_pairs`` view
-picks the newest one.
+picks the newest one. A pair's attempt, its labels and a dataset's description are stored once
+(their primary keys, ``schema.KEYS``): a second pair row for an attempt is refused
+(:class:`AlreadyStored`), a second description of a dataset's fingerprint is left out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from warpbench.store.connection import StoreFile
+from warpbench.store.errors import AlreadyStored
 from warpbench.store.migrations import fill_in_domain
 
 #: The tables :meth:`Writes.append_frame` takes rows for.
@@ -66,14 +69,21 @@ class Writes(StoreFile):
 
     def record_pair(self, run_id: str, attempt: int, result) -> None:
         """Append one pair's outcome (a :class:`warpbench.runner.PairResult`) and its label rows,
-        in one transaction, so an interruption never leaves half a pair."""
+        in one transaction, so an interruption never leaves half a pair. Raises
+        :class:`AlreadyStored`, storing nothing, when this attempt of the pair is stored already
+        (another process is writing the same run)."""
         with self._write() as con:
-            con.execute(
-                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            stored = con.execute(
+                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING attempt",
                 [run_id, result.fixed, result.moving, attempt, result.status, result.error,
                  result.mean_dice, result.mean_hd95, result.sdlogj, result.folding_percent,
                  result.seconds, result.peak_memory_mb, result.device, _now()],
-            )
+            ).fetchall()
+            if not stored:
+                raise AlreadyStored(
+                    f"{self.path}: attempt {attempt} of pair {result.fixed} <- {result.moving} of "
+                    f"run {run_id} is stored already: another process is writing this run")
             if result.labels:
                 con.executemany(
                     "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -88,11 +98,13 @@ class Writes(StoreFile):
                         [status, _now(), run_id])
 
     def record_dataset(self, row: dict) -> None:
-        """Append a dataset's description and MI(i;s)."""
+        """Append a dataset's description and MI(i;s), unless its (dataset, fingerprint) is
+        described already (by another process meanwhile, say): one description per key."""
         values = {**row, "computed_at": _now()}
         with self._write() as con:
             _insert(con, "datasets", {name: json.dumps(v) if isinstance(v, (list, dict, tuple))
-                                      else v for name, v in values.items()})
+                                      else v for name, v in values.items()},
+                    on_conflict="DO NOTHING")
 
     # --- trainings -----------------------------------------------------------------------------
     def begin_training(self, key: str, provenance: dict, folder: str) -> None:
@@ -130,40 +142,37 @@ class Writes(StoreFile):
         transaction; a point already stored for the same (step, split, name) is replaced."""
         frame = pd.DataFrame(list(points), columns=["step", "split", "name", "value"]).assign(
             training_key=key, logged_at=_now())
-        with self._write() as con:
+        with self._write() as con:  # a frame registered on a connection goes when it closes
             con.register("incoming_curve", frame)
-            try:
-                con.execute(
-                    """DELETE FROM training_curves t USING incoming_curve i
-                       WHERE t.training_key = i.training_key AND t.step = i.step
-                         AND t.split = i.split AND t.name = i.name""")
-                con.execute("INSERT INTO training_curves BY NAME SELECT * FROM incoming_curve")
-            finally:
-                con.unregister("incoming_curve")
+            con.execute(
+                """DELETE FROM training_curves t USING incoming_curve i
+                   WHERE t.training_key = i.training_key AND t.step = i.step
+                     AND t.split = i.split AND t.name = i.name""")
+            con.execute("INSERT INTO training_curves BY NAME SELECT * FROM incoming_curve")
 
     # --- bulk appends --------------------------------------------------------------------------
     def append_frame(self, table: str, frame: pd.DataFrame) -> int:
         """Append the rows of ``frame`` to ``runs``, ``pairs``, ``labels`` or ``datasets`` in one
         transaction, matching columns by name (missing ones are NULL, except a trained run's
         ``in_domain``, which is filled in); returns the row count. For bulk imports and
-        benchmarks: one statement instead of a round trip per row."""
+        benchmarks: one statement instead of a round trip per row. A row whose key is stored
+        already (or comes twice) refuses the whole append (``duckdb.ConstraintException``)."""
         if table not in APPENDABLE_TABLES:
             raise ValueError(f"cannot append to {table!r}; tables: {', '.join(APPENDABLE_TABLES)}")
-        with self._write() as con:
+        with self._write() as con:  # a frame registered on a connection goes when it closes
             con.register("incoming_frame", frame)
-            try:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_frame")
-            finally:
-                con.unregister("incoming_frame")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_frame")
             if table == "runs":
                 fill_in_domain(con)
         return len(frame)
 
 
-def _insert(con, table: str, values: dict) -> None:
-    """Insert one row given as {column: value}; the columns it omits are NULL."""
+def _insert(con, table: str, values: dict, on_conflict: str = "") -> None:
+    """Insert one row given as {column: value}; the columns it omits are NULL. ``on_conflict``:
+    what to do when the row's key is stored already (an ``ON CONFLICT`` action; raise if none)."""
     placeholders = ", ".join("?" * len(values))
-    con.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({placeholders})",
+    conflict = f" ON CONFLICT {on_conflict}" if on_conflict else ""
+    con.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({placeholders}){conflict}",
                 list(values.values()))
 
 
