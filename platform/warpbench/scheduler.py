@@ -265,7 +265,12 @@ class Scheduler:
         self._load_errors: dict[tuple[str, str], str | None] = {}
 
     def run(self, plan: Plan) -> Summary:
-        """Train what is missing and evaluate every planned run."""
+        """Train what is missing and evaluate every planned run, holding the store's writer
+        lease throughout: another writer between two of its writes would resume the same runs."""
+        with self.store.writer_lease("warpbench run"):
+            return self._run(plan)
+
+    def _run(self, plan: Plan) -> Summary:
         summary = Summary()
         for dataset in plan.datasets.values():
             if not self.store.has_dataset(dataset.name, dataset.fingerprint()):
@@ -298,10 +303,12 @@ class Scheduler:
         return Trained(key)
 
     def train(self, plan: Plan) -> Summary:
-        """Run the plan's trainings (those not cached yet) and evaluate nothing."""
+        """Run the plan's trainings (those not cached yet) and evaluate nothing, holding the
+        store's writer lease (see :meth:`run`)."""
         summary = Summary()
-        for training in plan.trainings:
-            self._train(training, plan.datasets[training.dataset], summary)
+        with self.store.writer_lease("warpbench train"):
+            for training in plan.trainings:
+                self._train(training, plan.datasets[training.dataset], summary)
         return summary
 
     # --- provenance ----------------------------------------------------------------------------
