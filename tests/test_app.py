@@ -90,6 +90,13 @@ def test_store_with_unfinished_run_only_is_empty(monkeypatch, tmp_path):
     assert "warpbench run" in at.info[0].value
 
 
+def test_configurations_with_failed_pairs_are_unranked_and_said_so(monkeypatch, filled_db):
+    at = _app(monkeypatch, filled_db)  # every configuration failed one pair of four
+    table = at.dataframe[0].value
+    assert table["Rank"].isna().all() and (table["Failed"] == 1).all()
+    assert "4 configurations have failed pairs (**Failed**): not ranked" in _texts(at.warning)
+
+
 def test_filled_store_shows_every_configuration(monkeypatch, filled_db):
     at = _app(monkeypatch, filled_db)
     assert not at.exception and not at.error

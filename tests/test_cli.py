@@ -12,6 +12,7 @@ from toy_plugins import TRAINING_CONFIG, ToyLearningPlugin, ToyPlugin
 from warpbench import plugins as plugin_loading
 from warpbench.cli import build_cli, main
 from warpbench.cli.shared import DEFAULT_DB, INTERRUPTED
+from warpbench.runner import PairResult
 from warpbench.store import Store
 
 CONFIG = """
@@ -41,7 +42,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 def test_run_then_leaderboard_then_resume(workdir, capsys):
-    assert main(["run", "--quiet"]) == 0
+    assert main(["run", "--quiet"]) == 1  # the dataset 'elsewhere' was set aside
     err = capsys.readouterr().err
     assert "skipping dataset elsewhere: root" in err and "does not exist" in err
     assert "2 runs computed" in err
@@ -59,8 +60,40 @@ def test_run_then_leaderboard_then_resume(workdir, capsys):
     assert main(["leaderboard"]) == 0
     assert "greedy" in capsys.readouterr().out
 
-    assert main(["run", "--quiet"]) == 0
+    assert main(["run", "--quiet"]) == 1
     assert "0 runs computed, 2 already complete, 0 pairs scored" in capsys.readouterr().err
+
+
+def _store_with_a_partly_failed_configuration(path) -> None:
+    """'steady' scores all 6 pairs at 0.7; 'lucky' fails 3 of 6 and scores 0.9 on the others."""
+    store = Store(path)
+    for method, dice, failed in (("steady", 0.7, 0), ("lucky", 0.9, 3)):
+        run = store.begin_run(method, {"method": method, "preset": "default", "params": "{}",
+                                       "family": "classical", "dataset": "tiny"})
+        for k in range(6):
+            ok = k >= failed
+            store.record_pair(run.run_id, 1, PairResult(
+                f"s{k}", f"s{k + 1}", "ok" if ok else "failed", error=None if ok else "diverged",
+                labels=[1] if ok else [], dice=[dice] if ok else [], hd95=[1.0] if ok else [],
+                mean_dice=dice if ok else None, mean_hd95=1.0 if ok else None))
+        store.end_run(run.run_id, "complete")
+
+
+def test_a_partly_failed_configuration_is_marked_and_ranked_after_the_complete_ones(
+        tmp_path, capsys):
+    db = str(tmp_path / "wb.duckdb")
+    _store_with_a_partly_failed_configuration(db)
+    assert main(["leaderboard", "--db", db, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [(r["method"], r["pairs"], r["failed"]) for r in records] == [
+        ("steady", 6, 0), ("lucky", 3, 3)]
+    assert main(["leaderboard", "--db", db, "--format", "csv"]) == 0
+    assert [line.split(",")[0] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        "steady", "lucky"]
+    assert main(["leaderboard", "--db", db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "lucky" in lines[2] and "3 (unranked)" in lines[2] and "unranked" not in lines[1]
+    assert lines[3].startswith("(unranked): 1 configuration(s) with failed pairs: not ranked")
 
 
 def test_datasets_lists_availability_and_mi(workdir, capsys):

@@ -297,3 +297,19 @@ def test_pair_figures_show_slices_folds_and_grid():
     lines = grid.data[0]
     xs = np.array([x for x in lines.x if x is not None], dtype=float)
     assert xs.min() == pytest.approx(0.5)  # columns (axis 2) moved by the field
+
+
+def test_a_partly_failed_configuration_is_ranked_apart_and_labelled(summary):
+    """3 of 6 pairs failed: its mean over the 3 it scored would rank first; it is not ranked, and
+    the CI chart says how many failed."""
+    best = summary[summary["dataset"] == "oasis"]["dice"].max()
+    extra = summary.iloc[:1].assign(run_id="partial", method="lucky", dice=best + 0.1, pairs=3,
+                                    failed=3, dataset="oasis")
+    board = pd.concat([summary[LEADERBOARD_COLUMNS], extra[LEADERBOARD_COLUMNS]],
+                      ignore_index=True)
+    out = tables.summarise(board, pd.DataFrame(columns=PAIR_SCORE_COLUMNS))
+    oasis = out[out["dataset"] == "oasis"].set_index("method")
+    assert np.isnan(oasis.loc["lucky", "rank"]) and oasis["rank"].min() == 1
+    assert "lucky" not in set(tables.overall_ranking(out)["method"])
+    labels = {y for trace in figures.ci_figure(out).data for y in trace.y}
+    assert "lucky:default (3 failed)" in labels

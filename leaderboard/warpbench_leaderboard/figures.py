@@ -84,10 +84,13 @@ def _dataset_panels(datasets: list[str], vertical_spacing: float):
 # --- leaderboard ---------------------------------------------------------------------------------
 def ci_figure(summary: pd.DataFrame) -> go.Figure:
     """Mean Dice with its 95 % bootstrap CI, one row per configuration, one panel per dataset,
-    coloured by family."""
+    coloured by family; a configuration with failed pairs says how many in its label."""
     rows = tables.with_labels(summary[summary["dice"].notna()])
     if rows.empty:
         return empty_figure("No configuration has a scored pair yet.")
+    failing = tables.incomplete(rows)
+    rows.loc[failing, "config"] = [f"{config} ({int(failed)} failed)" for config, failed
+                                   in zip(rows.loc[failing, "config"], rows.loc[failing, "failed"])]
     datasets = sorted(rows["dataset"].unique())
     fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets, shared_yaxes=False,
                         horizontal_spacing=0.12)

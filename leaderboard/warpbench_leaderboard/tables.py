@@ -55,11 +55,13 @@ NUMBER_FORMATS: dict[str, str] = {
 
 # Header -> tooltip.
 COLUMN_HELP: dict[str, str] = {
-    "Rank": "Rank by mean Dice among every configuration on this dataset (ties share a rank)",
+    "Rank": "Rank by mean Dice among every configuration on this dataset whose every pair scored "
+            "(ties share a rank); none for a configuration with failed pairs",
     "Trained on": "Training dataset of a learning method (empty: no training), and whether it is "
                   "tested on it (in-domain) or on another dataset (shifted)",
     "Pairs": "Test pairs registered successfully (latest attempt of each pair)",
-    "Failed": "Test pairs whose latest attempt failed; they are left out of the scores",
+    "Failed": "Test pairs whose latest attempt failed; they are left out of the scores, and the "
+              "configuration is not ranked (run the same command to retry them)",
     "Mean Dice": "Mean over pairs of the mean Dice over labels (higher is better)",
     "Std": "Standard deviation of the per-pair mean Dice",
     "95% CI low": "Percentile bootstrap of the mean Dice: 1000 resamples of the pairs, seed 0",
@@ -198,7 +200,8 @@ def summarise(
     dataset, all from the per-pair scores (``Store.pair_scores()``); row order kept.
 
     Ranks are among every configuration on the dataset, whatever filters are applied later, so a
-    filtered view shows true ranks. A configuration without a scored pair has no rank.
+    filtered view shows true ranks. A configuration with a failed pair has no rank (its mean is
+    over the pairs it scored, so it does not compare with complete ones; ``incomplete``).
     """
     out = board.copy()
     scored = ok_pairs(pairs)
@@ -214,10 +217,23 @@ def summarise(
     out["dice_ci_high"] = out["run_id"].map(high).astype("float64")
     out["dice_worst30"] = out["run_id"].map(worst).astype("float64")
     out["rank"] = np.nan
-    for _, rows in out.groupby("dataset", sort=False):
+    for _, rows in out[~incomplete(out)].groupby("dataset", sort=False):
         dice = pd.to_numeric(rows["dice"], errors="coerce").to_numpy(dtype=np.float64)
         out.loc[rows.index, "rank"] = stats.competition_rank(dice)
     return out
+
+
+def incomplete(board: pd.DataFrame) -> pd.Series:
+    """Whether each configuration has failed pairs: it is then ranked apart, after the others."""
+    return pd.to_numeric(board["failed"], errors="coerce").fillna(0).gt(0)
+
+
+def incomplete_message(count: int) -> str:
+    """What the leaderboard says of its ``count`` configurations with failed pairs."""
+    which = "configuration has" if count == 1 else "configurations have"
+    return (f"{count} {which} failed pairs (**Failed**): not ranked, listed after the complete "
+            "ones on their dataset, scores over the scored pairs only. Running the same command "
+            "again retries failed pairs.")
 
 
 def with_labels(frame: pd.DataFrame) -> pd.DataFrame:

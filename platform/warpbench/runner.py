@@ -26,6 +26,8 @@ from warpbench.methods import Method, PairIds
 from warpbench.spatial import InvalidField, validate_displacement, warp_labels
 
 MEMORY_POLL_SECONDS = 0.02
+#: The name of every worker thread a method runs in (see :func:`run_with_limit`).
+PAIR_THREAD = "warpbench-pair"
 
 
 @dataclass
@@ -85,7 +87,7 @@ def run_with_limit(fn: Callable[[], Any], time_limit: float | None,
     baseline = peak = process.memory_info().rss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    worker = threading.Thread(target=target, daemon=True, name="warpbench-pair")
+    worker = threading.Thread(target=target, daemon=True, name=PAIR_THREAD)
     start = time.perf_counter()
     worker.start()
     while worker.is_alive():
@@ -103,6 +105,16 @@ def run_with_limit(fn: Callable[[], Any], time_limit: float | None,
     else:
         peak_mb = (peak - baseline) / 2**20
     return Measured(outcome.get("value"), seconds, peak_mb)
+
+
+def abandoned_calls() -> list[threading.Thread]:
+    """The worker threads of :func:`run_with_limit` still running: calls abandoned by a time-out
+    or an interruption. While one runs torch, a normal interpreter exit aborts the process: the
+    thread, made to exit as it takes the GIL back, unwinds through torch's C++ frames, and
+    ``std::terminate`` ends it with status 134 (pytorch/pytorch#38228). A thread leaves
+    ``threading.enumerate()`` as it ends; its ``is_alive()`` is not asked, since a ``join`` that
+    Ctrl-C interrupted marks it stopped while it runs on (Python 3.11)."""
+    return [t for t in threading.enumerate() if t.name == PAIR_THREAD]
 
 
 def evaluate_pair(

@@ -54,8 +54,11 @@ def render(db_path: str) -> None:
     st.caption(
         f"{len(shown)} of {len(summary)} configurations: the latest complete run of each, "
         f"from `{db_path}`. Scores average the test pairs that succeeded; ranks are by mean Dice "
-        "among all configurations on the dataset."
+        "among the configurations on the dataset whose every pair scored."
     )
+    failing = int(tables.incomplete(shown).sum())
+    if failing:
+        st.warning(tables.incomplete_message(failing), icon=":material/warning:")
     if shown.empty:
         st.info("No configuration matches the filters.")
         return

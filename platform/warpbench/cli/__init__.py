@@ -9,6 +9,7 @@ add theirs through the ``register_commands`` hook.
 from __future__ import annotations
 
 import os
+import sys
 
 # Pairs are registered in a worker thread (for the time limit); torch's idle OpenMP threads
 # busy-wait by default and, on a machine with other work, starve it (a 0.5 s pair took 40 s on a
@@ -18,7 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from warpbench.cli import authoring, data, evaluation, results
-from warpbench.cli.shared import CommandLineError, Interrupted, examples, warned
+from warpbench.cli.shared import (CommandLineError, Interrupted, Invocation, disk_full, examples,
+                                  warned)
 
 BUILT_IN = [*evaluation.COMMANDS, *data.COMMANDS, *authoring.COMMANDS, *results.COMMANDS]
 
@@ -92,9 +94,27 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     """Run ``warpbench`` with ``argv`` (default: the process's arguments) and return its exit
     status, without ``sys.exit``: what the command returned (0, or 1 for failed work); 2 for a
-    user error (one ``error: ...`` line on stderr) or a usage error; 130 when interrupted."""
+    user error (one ``error: ...`` line on stderr) or a usage error; 1 for a full disk (one line
+    naming the store); 130 when interrupted.
+
+    As the process's own command (``argv`` None), it ends the process itself when a method call
+    abandoned by a time-out or an interruption is still running, as an interpreter exit would
+    abort (see :func:`warpbench.runner.abandoned_calls`); what finished is stored by then."""
+    status = _status(argv)
+    runner = sys.modules.get("warpbench.runner")  # not imported: no method ran
+    if argv is None and runner is not None and runner.abandoned_calls():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _status(argv: list[str] | None) -> int:
+    """The exit status of the command ``argv``: the one error layer."""
+    invocation = Invocation()
     try:
-        status = build_cli().main(argv, prog_name="warpbench", standalone_mode=False)
+        status = build_cli().main(argv, prog_name="warpbench", standalone_mode=False,
+                                  obj=invocation)
     except click.ClickException as exc:  # usage errors: click prints them with the usage line
         exc.show()
         return exc.exit_code
@@ -107,4 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        where = f"{invocation.store}: " if invocation.store else ""
+        detail = " ".join(str(full).split())
+        click.echo(f"error: {where}no space left on device ({detail}); free some space, then "
+                   "run the same command to resume", err=True)
+        return 1
     return status or 0

@@ -180,7 +180,7 @@ def run(db: str, **selection) -> int:
     Learning methods are trained first where no training is stored. It resumes: pairs already scored
     and trainings already done (weights under checkpoints/ beside the store) are kept. Ctrl-C (or
     SIGTERM) stops it with exit status 130; the same command then goes on where it stopped. Exits 1
-    when a pair or a training failed."""
+    when a pair or a training failed, or a selected dataset was set aside."""
     plan, scheduler = _prepare(db=db, **selection)
     if not plan.runs and (plan.unavailable_methods or plan.unavailable):
         click.echo("nothing to run: every selected method or dataset was set aside (above)",
@@ -189,7 +189,8 @@ def run(db: str, **selection) -> int:
     click.echo(f"{len(plan.trainings)} trainings, {len(plan.runs)} runs on {len(plan.datasets)} "
                f"datasets, device {scheduler.executor.describe()}, store {db}", err=True)
     summary = _computed(lambda: scheduler.run(plan))
-    return 1 if summary.pairs_failed or summary.trainings_failed else 0
+    set_aside = plan.unavailable  # a missing optional method (a peer) is no failure
+    return 1 if summary.pairs_failed or summary.trainings_failed or set_aside else 0
 
 
 @click.command(epilog=examples(
@@ -221,6 +222,8 @@ LEADERBOARD_FORMAT = {
 LEADERBOARD_FIELDS = ["method", "preset", "family", "dataset", "pairs", "failed", "dice",
                       "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb",
                       "supervision", "train_dataset", "in_domain"]
+#: How the table marks a configuration with failed pairs (ranked apart, after the others).
+INCOMPLETE_MARK = "(unranked)"
 #: How the table marks a learning method's test dataset against its training dataset.
 DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 
@@ -233,9 +236,10 @@ DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 def leaderboard(db: str, table_format: str) -> int:
     """Print the leaderboard.
 
-    One row per configuration's latest complete run, with its mean scores. A learning method's row
-    says what it was trained on and whether the dataset it was tested on is that one (in-domain) or
-    another (shifted)."""
+    One row per configuration's latest complete run, with its mean scores. A configuration with
+    failed pairs is ranked apart: after the others on its dataset, marked in the table, its scores
+    over the pairs it scored. A learning method's row says what it was trained on and whether the
+    dataset it was tested on is that one (in-domain) or another (shifted)."""
     from warpbench.store import Store
 
     table = Store(db).leaderboard()[LEADERBOARD_FIELDS]
@@ -255,7 +259,15 @@ def leaderboard(db: str, table_format: str) -> int:
         for column, fmt in LEADERBOARD_FORMAT.items():
             shown[column] = shown[column].map(
                 lambda v, f=fmt: "-" if v is None or v != v else f.format(v))
+        failing = table["failed"].fillna(0) > 0
+        shown["failed"] = [f"{n} {INCOMPLETE_MARK}" if bad else str(n)
+                           for n, bad in zip(table["failed"], failing)]
         click.echo(shown.to_string(index=False))
+        if failing.any():
+            click.echo(f"{INCOMPLETE_MARK}: {int(failing.sum())} configuration(s) with failed "
+                       "pairs: not ranked, listed after the complete configurations of their "
+                       "dataset, scores over the scored pairs only; run the same command again "
+                       "to retry them")
     return 0
 
 

@@ -4,17 +4,36 @@ turns into an exit status."""
 
 from __future__ import annotations
 
+import errno
 import signal
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import click
 
 DEFAULT_DB = "results/warpbench.duckdb"
 DEFAULT_CONFIG = "datasets.yaml"
 
+
+
+@dataclass
+class Invocation:
+    """What the error layer needs to know of the command it ran: the store it named (``--db``),
+    so that a full disk is reported against it."""
+
+    store: str | None = None
+
+
+def _remember_store(ctx: click.Context, param, value):
+    invocation = ctx.find_object(Invocation)
+    if invocation is not None:
+        invocation.store = value
+    return value
+
+
 db_option = click.option(
     "--db", default=DEFAULT_DB, show_default=True, metavar="STORE.duckdb",
-    help="the results store, a DuckDB file")
+    help="the results store, a DuckDB file", callback=_remember_store)
 config_option = click.option(
     "--config", default=DEFAULT_CONFIG, show_default=True, metavar="PATH",
     help="the datasets.yaml naming this machine's datasets and the suites")
@@ -38,6 +57,20 @@ class Interrupted(Exception):
 
     def __init__(self) -> None:
         super().__init__(INTERRUPTED)
+
+
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain that says the disk is full (an ``OSError`` ENOSPC, or DuckDB's
+    error quoting it), or None. A failed commit is often followed by a failed rollback, whose
+    error then hides this one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+                "No space left on device" in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _raise_interrupt(signum, frame):

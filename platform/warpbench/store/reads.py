@@ -3,6 +3,8 @@ leaderboard app's analyses need. Every read opens the file read-only; a table co
 DataFrame (empty, with its columns where it has fixed ones, for a missing file).
 
 ``latest_runs`` picks the newest complete run of each configuration: what the leaderboard shows.
+On each dataset it lists the configurations whose every pair scored first, best mean Dice first,
+then those with failed pairs (their scores are over the scored pairs only): ranked apart.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ FROM latest_runs r JOIN (
            avg(seconds) AS seconds,
            max(peak_memory_mb) AS peak_memory_mb
     FROM latest_pairs GROUP BY run_id) s USING (run_id)
-ORDER BY r.dataset, s.dice DESC NULLS LAST, r.method, r.preset, r.train_dataset
+ORDER BY r.dataset, s.failed > 0, s.dice DESC NULLS LAST, r.method, r.preset, r.train_dataset
 """
 
 PAIR_SCORE_COLUMNS = [
@@ -52,7 +54,8 @@ FROM latest_pairs p WHERE p.run_id IN (SELECT run_id FROM latest_runs)
 
 class Reads(StoreFile):
     def leaderboard(self) -> pd.DataFrame:
-        """One row per configuration's latest complete run, with its aggregate scores and whether
+        """One row per configuration's latest complete run, with its aggregate scores (those with
+        failed pairs after the others on their dataset) and whether
         a trained run was tested on its training dataset (``in_domain``, as stored with the run;
         None for a method that is not trained)."""
         board = self._read(_LEADERBOARD_SQL, columns=LEADERBOARD_COLUMNS)
