@@ -229,3 +229,30 @@ def test_a_store_of_the_last_release_merges_and_merges_again_as_no_conflict(tmp_
     out = Store(tmp_path / "all.duckdb")
     assert out.merge_from([release])["pairs"] == 18
     assert sum(out.merge_from([release]).values()) == 0
+
+
+def trained(path, key: str, weights: str) -> None:
+    """A complete training of ``key`` whose weights are ``weights``."""
+    store = Store(path)
+    store.begin_training(key, {"method": "voxelmorph", "preset": "default", "params": "{}",
+                               "method_version": "1", "train_dataset": "toy",
+                               "train_dataset_fingerprint": "f1", "seed": 0}, "folder")
+    store.end_training(key, "complete", seconds=1.0, weights=weights, steps=10)
+
+
+def test_a_complete_training_keeps_its_weights_and_a_forged_one_is_refused(tmp_path, capsys):
+    """The output's runs were evaluated with its own weights: a source that trained the same key
+    elsewhere (later) does not repoint them, and one that names another method or dataset under
+    the key is refused."""
+    out, other = tmp_path / "out.duckdb", tmp_path / "other.duckdb"
+    trained(out, "k1", "here/weights.pt")
+    trained(other, "k1", "elsewhere/weights.pt")
+    assert main(["merge", str(other), "-o", str(out)]) == 0
+    assert list(table(out, "trainings")["weights"]) == ["here/weights.pt"]
+
+    edit(other, "UPDATE trainings SET train_dataset = 'hippocampus'")
+    assert main(["merge", str(other), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (f"refused, it contradicts {out} on training k1 (voxelmorph on toy): its row differs: "
+            "train_dataset 'toy' in the output, 'hippocampus' in the source") in err
+    assert list(table(out, "trainings")["train_dataset"]) == ["toy"]

@@ -221,3 +221,25 @@ def test_a_field_name_that_names_two_pairs_of_the_dataset_is_refused(tmp_path):
     assert find_field(tmp_path, "a", "b_c", subjects=["a", "b_c"]) == tmp_path / "disp_a_b_c.npy"
     assert find_field(tmp_path, "a_b", "c", subjects=["a_b", "c", "d"]) \
         == tmp_path / "disp_a_b_c.npy"
+
+
+def test_a_run_refuses_a_field_name_that_names_two_of_its_pairs(tmp_path, monkeypatch):
+    """The runner gives the method the dataset's subject ids, so `warpbench run` never scores
+    one file as two pairs: with subjects a, a_b, b_c and c, disp_a_b_c is a <- b_c or a_b <- c."""
+    from test_bad_subjects import box, save
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "datasets.yaml").write_text(
+        "datasets:\n  ids:\n    plugin: decathlon\n    root: ids\n    grid: [8, 8, 8]\n"
+        "    labels: {1: a, 2: b}\n    split: {test: 1.0}\n    pairs: {test: all}\n")
+    image, labels = box()
+    for subject in ("a", "a_b", "b_c", "c"):
+        save(tmp_path / "ids" / "imagesTr" / f"{subject}.nii.gz", image)
+        save(tmp_path / "ids" / "labelsTr" / f"{subject}.nii.gz", labels)
+    write_field(tmp_path / "fields" / "disp_a_b_c.npy", np.zeros((3, 8, 8, 8), np.float32))
+    assert main(["run", "--quiet", "--method", "precomputed:fields", "--dataset", "ids",
+                 "--db", "a.duckdb"]) == 1
+    pairs = {(r["fixed"], r["moving"]): r for r in Store("a.duckdb").pairs().to_dict("records")}
+    for pair in [("a", "b_c"), ("a_b", "c")]:
+        assert pairs[pair]["status"] == "failed"
+        assert "disp_a_b_c.*: the name is ambiguous" in pairs[pair]["error"]

@@ -285,3 +285,19 @@ def test_a_store_of_a_newer_schema_is_refused_naming_the_file_and_both_versions(
     assert main(["export", "--db", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_a_commit_that_fails_raises_its_own_error_not_the_rollbacks():
+    """A full disk fails the COMMIT, which ends the transaction: what the user reads must be
+    that failure, not "cannot rollback - no transaction is active" chained after it."""
+    import duckdb
+
+    from warpbench.store.connection import transaction
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a INTEGER)")
+    with pytest.raises(duckdb.TransactionException, match="cannot commit") as caught:
+        with transaction(con):
+            con.execute("INSERT INTO t VALUES (1)")
+            con.execute("COMMIT")  # the transaction ends early, as a failed commit leaves it
+    assert caught.value.__context__ is None

@@ -27,6 +27,8 @@ class PairIds:
     dataset: str
     fixed: str
     moving: str
+    #: Every subject id of the dataset, so a file name that could mean two pairs is refused.
+    subjects: tuple[str, ...] = ()
 
 
 class Method:

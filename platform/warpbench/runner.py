@@ -136,7 +136,8 @@ def evaluate_pair(
     try:
         _check_grid(dataset, fixed, moving)
         torch.manual_seed(seed)
-        extra = {"pair": PairIds(dataset.name, fixed.id, moving.id)} if method.wants_pair else {}
+        subjects = tuple(dataset.all_subjects())
+        extra = {"pair": PairIds(dataset.name, fixed.id, moving.id, subjects)} if method.wants_pair else {}
         if weights is not None:
             extra["weights"] = weights
         disp, result.seconds, result.peak_memory_mb = run_with_limit(

@@ -98,6 +98,8 @@ class Summary:
     failures: list[str] = field(default_factory=list)
     #: Runs not evaluated because their training failed, with the reason.
     skipped: list[str] = field(default_factory=list)
+    #: What the user should know that is not a failure (a dataset whose files changed, say).
+    notes: list[str] = field(default_factory=list)
     #: The run of every planned configuration that was evaluated (computed or already complete).
     run_ids: list[str] = field(default_factory=list)
 
@@ -274,6 +276,7 @@ class Scheduler:
         summary = Summary()
         for dataset in plan.datasets.values():
             if not self.store.has_dataset(dataset.name, dataset.fingerprint()):
+                self._note_changed(dataset, summary)
                 test = load_test_subjects(dataset)
                 for subject_id in dataset.subjects("test"):
                     self._checked(dataset, subject_id, test.unloadable.get(subject_id), summary)
@@ -287,6 +290,22 @@ class Scheduler:
                     continue
             self._run_one(planned, plan.datasets[planned.dataset], summary, trained)
         return summary
+
+    def _note_changed(self, dataset: Dataset, summary: Summary) -> None:
+        """Say so when a dataset the store knows comes with a new fingerprint: its runs start
+        anew instead of resuming (mixing pairs of two versions of the data), and the runs of the
+        earlier version stay in the store, off the leaderboard."""
+        before = self.store.dataset_description(dataset.name)
+        if before is None:
+            return
+        subjects = len(dataset.all_subjects())
+        counts = (f", {before['subjects']} subjects then, {subjects} now"
+                  if before["subjects"] != subjects else "")
+        summary.notes.append(
+            f"dataset {dataset.name!r} changed since it was stored (fingerprint "
+            f"{before['fingerprint']} -> {dataset.fingerprint()}: its options, subjects or files "
+            f"differ{counts}); its runs start anew, and the earlier runs stay in the store, "
+            "off the leaderboard")
 
     def _weights_for(self, planned: PlannedRun, plan: Plan, summary: Summary) -> Trained:
         """The training a learning run evaluates. Trained (or taken from the cache) only when the

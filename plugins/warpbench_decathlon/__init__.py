@@ -8,7 +8,8 @@ the volume is larger: a crop that would cut off labelled voxels is an error), it
 so that every voxel keeps its world position, and its intensities normalised per volume. An
 image and its label map must be 3-D arrays of one shape, the image finite and the labels integers
 (:func:`warpbench.datasets.check_volumes`, naming the file): fractional labels are refused, never
-rounded.
+rounded. The fingerprint covers a sha256 of every subject's files, so a folder whose subjects
+were added, removed or rewritten is new data (new runs), and a copy on another machine is not.
 
 Options (:class:`DecathlonOptions`): ``root`` (relative to the folder of ``datasets.yaml``),
 ``grid`` (e.g. [48, 64, 48]; without it all subjects must share the first readable one's
@@ -28,7 +29,8 @@ import nibabel as nib
 import numpy as np
 from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError
 
-from warpbench.datasets import Dataset, DatasetOptions, Subject, SubjectError, check_volumes
+from warpbench.datasets import (Dataset, DatasetOptions, Subject, SubjectError, check_volumes,
+                                files_digest)
 from warpbench.hookspecs import hookimpl
 from warpbench.options import describe, must_be
 from warpbench_decathlon.volumes import centre_offset, normalise_intensity, place, shift_affine
@@ -138,6 +140,17 @@ class DecathlonDataset(Dataset):
             on_grid,
             shift_affine(image_file.affine, offset),
         )
+
+    def fingerprint(self) -> str:
+        """The block's fingerprint with the digest of every subject's two files, so a re-run on
+        a folder whose subjects changed starts new runs instead of mixing two test splits."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        files = [path for subject_id in self.all_subjects()
+                 for path in (self._image_path(subject_id), self._label_path(subject_id))]
+        return files_digest(super().fingerprint(), files, self.root)
 
     @cached_property
     def grid(self) -> tuple[int, int, int]:

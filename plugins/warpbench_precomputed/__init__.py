@@ -77,9 +77,7 @@ class PrecomputedMethod(Method):
                              "e.g. --method precomputed:path/to/fields")
         if pair is None:
             raise ValueError("precomputed fields are looked up by pair; the runner gives pair=")
-        # the subject ids come with the pair once the runner passes them (PairIds.subjects)
-        path = find_field(folder, pair.fixed, pair.moving, pair.dataset,
-                          getattr(pair, "subjects", ()))
+        path = find_field(folder, pair.fixed, pair.moving, pair.dataset, pair.subjects)
         if path is None:
             raise FileNotFoundError(f"no field for {pair.fixed} <- {pair.moving}: looked for "
                                     f"disp_{pair.fixed}_{pair.moving}.nii.gz / .nii / .npz / .npy "

@@ -159,6 +159,8 @@ def _report(summary) -> None:
     click.echo(f"done: {trainings}; {summary.runs_done} runs computed, {summary.runs_up_to_date} "
                f"already complete, {summary.pairs_ok} pairs scored, {summary.pairs_failed} "
                "failed", err=True)
+    for note in summary.notes:
+        click.echo(f"note: {note}", err=True)
     for failure in summary.failures:
         click.echo(f"failed: {failure}", err=True)
     for skipped in summary.skipped:

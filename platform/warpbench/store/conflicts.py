@@ -19,8 +19,15 @@ _PROGRESS_COLUMNS = ("status", "ended_at")
 _FILLED_IN_COLUMNS = ("in_domain",)
 
 
-def first_conflict(con) -> str | None:
-    """What the first run in conflict is and what differs, in one phrase; None when none is."""
+#: Training columns that the training key is a hash of (a preset name is not: presets that
+#: differ only in test-time keys share a training): the same key with other values is forged.
+_TRAINING_IDENTITY = ("method", "method_version", "train_dataset", "train_dataset_fingerprint",
+                      "seed")
+
+
+def first_conflict(con, staged: list[str]) -> str | None:
+    """What the first run or training in conflict is and what differs, in one phrase; None when
+    none is. ``staged`` names the tables the source has."""
     for find in (_provenance, _pair_values, _new_pairs, _label_values):
         found = find(con)
         if found:
@@ -28,7 +35,22 @@ def first_conflict(con) -> str | None:
             method, dataset = con.execute(
                 "SELECT method, dataset FROM runs WHERE run_id = ?", [run_id]).fetchone()
             return f"run {run_id} ({method} on {dataset}): {what}"
-    return None
+    return _training_identity(con) if "trainings" in staged else None
+
+
+def _training_identity(con) -> str | None:
+    """A training the output holds whose source row names another method, version, dataset or
+    seed under the same key (a training finished on two machines is no conflict: the output's
+    weights are the ones its runs were evaluated with, and are kept)."""
+    row = con.execute(
+        f"SELECT training_key, t.method, t.train_dataset FROM incoming_trainings s "
+        f"JOIN trainings t USING (training_key) WHERE {_differs(list(_TRAINING_IDENTITY))} "
+        "LIMIT 1").fetchone()
+    if not row:
+        return None
+    key, method, dataset = row
+    return (f"training {key} ({method} on {dataset}): its row differs: "
+            + _difference(con, "trainings", (key,), list(_TRAINING_IDENTITY)))
 
 
 def _provenance(con):

@@ -9,9 +9,10 @@ leaderboard app read while a run is writing. Writes also hold the writer lease
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from warpbench.store import lease, locks, migrations, schema
@@ -77,11 +78,14 @@ class StoreFile:
 
 @contextmanager
 def transaction(con):
-    """Commit what the block did, or roll all of it back when it raises."""
+    """Commit what the block did, or roll all of it back when it raises. A COMMIT that fails
+    (a full disk) has already ended the transaction; the error raised is then the COMMIT's, not
+    the ROLLBACK's "no transaction is active"."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        with suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
         raise

@@ -139,7 +139,7 @@ class Exchange(StoreFile):
         staged = [t for t in _MERGED_TABLES if source.has(t)]  # version 1 has no trainings
         for table in staged:
             con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_{table} AS {source.select(table)}")
-        conflict = first_conflict(con)
+        conflict = first_conflict(con, staged)
         if conflict:
             raise StoreFileError(
                 f"{source.name}: refused, it contradicts {self.path} on {conflict}; nothing "
@@ -167,13 +167,15 @@ class Exchange(StoreFile):
                           THEN s.status = 'complete' AND s.ended_at > runs.ended_at
                           ELSE s.status = 'complete' OR runs.ended_at IS NULL
                                OR s.ended_at > runs.ended_at END""")
-        if "trainings" in staged:  # likewise a training, with its weights and steps
+        if "trainings" in staged:  # likewise a training, with its weights and steps, unless
+            # it is complete here: this store's runs were evaluated with its own weights
             con.execute(
                 """UPDATE trainings SET status = s.status, ended_at = s.ended_at,
                           weights = s.weights, error = s.error, steps = s.steps,
                           seconds = s.seconds, attempts = s.attempts
                    FROM incoming_trainings s
                    WHERE trainings.training_key = s.training_key AND s.ended_at IS NOT NULL
+                     AND trainings.status <> 'complete'
                      AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
         insert_missing("run_sources", f"""
             SELECT run_id, {_sql_string(name)} AS source, now()::TIMESTAMP AS merged_at

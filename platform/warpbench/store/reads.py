@@ -2,7 +2,8 @@
 leaderboard app's analyses need. Every read opens the file read-only; a table comes back as a
 DataFrame (empty, with its columns where it has fixed ones, for a missing file).
 
-``latest_runs`` picks the newest complete run of each configuration: what the leaderboard shows.
+``latest_runs`` picks the newest complete run of each configuration; the leaderboard shows those
+on each dataset's newest description (a run on data that has since changed stays in the store).
 On each dataset it lists the configurations whose every pair scored first, best mean Dice first,
 then those with failed pairs (their scores are over the scored pairs only): ranked apart.
 """
@@ -23,9 +24,15 @@ LEADERBOARD_COLUMNS = [
 
 # Each run's columns beside its pairs' aggregates; :meth:`Reads.leaderboard` keeps the
 # leaderboard's columns, so a store older than a run column reads with that column empty.
-_LEADERBOARD_SQL = """
+#: The latest complete runs on each dataset's newest description: a run on data that has since
+#: changed (a new fingerprint) stays in the store, but is no longer the dataset's result.
+_CURRENT_RUNS = """(SELECT * FROM latest_runs WHERE dataset_fingerprint IS NULL
+    OR dataset_fingerprint IN (SELECT fingerprint FROM latest_datasets)
+    OR dataset NOT IN (SELECT dataset FROM latest_datasets))"""
+
+_LEADERBOARD_SQL = f"""
 SELECT r.*, s.* EXCLUDE (run_id)
-FROM latest_runs r JOIN (
+FROM {_CURRENT_RUNS} r JOIN (
     SELECT run_id,
            count(*) FILTER (WHERE status = 'ok') AS pairs,
            count(*) FILTER (WHERE status <> 'ok') AS failed,
@@ -45,10 +52,10 @@ PAIR_SCORE_COLUMNS = [
     "seconds", "peak_memory_mb",
 ]
 
-_PAIR_SCORES_SQL = """
+_PAIR_SCORES_SQL = f"""
 SELECT p.run_id, p.fixed, p.moving, p.status, p.mean_dice, p.mean_hd95, p.sdlogj,
        p.folding_percent, p.seconds, p.peak_memory_mb
-FROM latest_pairs p WHERE p.run_id IN (SELECT run_id FROM latest_runs)
+FROM latest_pairs p WHERE p.run_id IN (SELECT run_id FROM {_CURRENT_RUNS})
 """
 
 
@@ -101,6 +108,11 @@ class Reads(StoreFile):
     def datasets(self) -> pd.DataFrame:
         """The newest description (and MI) of every dataset seen by a run."""
         return self._read("SELECT * FROM latest_datasets ORDER BY dataset")
+
+    def dataset_description(self, name: str) -> dict | None:
+        """The newest stored description of one dataset, or None when no run has seen it."""
+        found = self._read("SELECT * FROM latest_datasets WHERE dataset = ?", [name])
+        return None if found.empty else found.iloc[0].to_dict()
 
     def has_dataset(self, name: str, fingerprint: str) -> bool:
         found = self._read(
