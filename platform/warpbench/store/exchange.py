@@ -21,6 +21,7 @@ from warpbench.store.connection import StoreFile, transaction
 from warpbench.store.errors import StoreFileError
 from warpbench.store.migrations import fill_in_domain
 from warpbench.store.sources import ROW_KEYS, RUN_SOURCES_TABLE, Source
+from warpbench.store.weights import bring_weights, export_weights, read_manifest
 
 #: The tables a source's rows are staged from, in the order they are merged.
 _MERGED_TABLES = (*schema.RESULT_TABLES, "run_sources")
@@ -48,7 +49,9 @@ class Exchange(StoreFile):
     def export_tables(self, folder: str | Path, fmt: str = "parquet") -> list[Path]:
         """Write each results table to ``folder/<table>.<fmt>``, ``fmt`` being ``parquet`` or
         ``csv`` (with a header row): ``run_sources`` when the store has one, and the training
-        tables when it holds a training (a store of classical runs exports as it always did)."""
+        tables when it holds a training (a store of classical runs exports as it always did),
+        with the complete trainings' weights files and their digests
+        (:mod:`warpbench.store.weights`)."""
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown export format {fmt!r}; expected parquet or csv")
         self.check_file()
@@ -67,6 +70,8 @@ class Exchange(StoreFile):
                 path = folder / f"{table}.{fmt}"
                 con.execute(f"COPY {table} TO {_sql_string(path)} ({options})")
                 written.append(path)
+            if trained:
+                written += export_weights(con, folder)
         return written
 
     def merge_from(self, sources) -> dict[str, int]:
@@ -82,10 +87,15 @@ class Exchange(StoreFile):
         Only the base tables of this schema are read from a source, and its values are checked
         first; a source that tells a run of this store otherwise (another score for a pair it
         holds, say) is refused. Either raises :class:`StoreFileError` naming the source, and
-        leaves this store as it was: a merge is one transaction."""
+        leaves this store as it was: a merge is one transaction. The weights files an export
+        folder lists are checked first too, then copied into this store's checkpoint folder
+        for its trainings that have none (``weights`` in the counts)."""
         sources = [Path(s) for s in sources]
+        weights = []
         for source in sources:
-            if not source.is_dir():  # a folder is checked as it is read, below
+            if source.is_dir():  # a folder's tables are checked as they are read, below
+                weights += read_manifest(source)
+            else:
                 _vet_file(source, source)
         existed = self.path.exists()
         if existed:
@@ -104,11 +114,15 @@ class Exchange(StoreFile):
             with self.writer_lease("warpbench merge"):
                 self.initialise()
                 try:
-                    return self._merge_files(list(zip(sources, files)))
+                    added = self._merge_files(list(zip(sources, files)))
                 except StoreFileError:
                     if not existed:  # refused between sources: no output, as for a bad file
                         self.path.unlink(missing_ok=True)
                     raise
+                with self._connect(read_only=False) as con, transaction(con):
+                    added["weights"] = bring_weights(con, weights,
+                                                     self.path.parent / "checkpoints")
+                return added
 
     def _merge_files(self, sources: list[tuple[Path, Path]]) -> dict[str, int]:
         """Merge each (name to record, store file) of ``sources``, all in one transaction."""
