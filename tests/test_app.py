@@ -347,8 +347,10 @@ def test_instrumentation_page_explains_what_it_waits_for(monkeypatch, app_store)
     assert "Waiting for a reported result that warpbench has re-measured" in info
     assert "IXI" in info and "SyN" in info
     reported = at.dataframe[0].value
-    assert set(reported["method"]) == {"SyN", "NiftyReg", "VoxelMorph-2", "TransMorph"}
+    assert set(reported["method"]) == {"SyN", "NiftyReg", "VoxelMorph-2", "TransMorph",
+                                       "TransMorph-Large", "ConvexAdam"}
     assert reported["source"].str.contains("TransMorph").all()
+    assert set(reported["dataset"]) == {"IXI", "OASIS (Learn2Reg 2021 task 3)"}
     spread = at.dataframe[1].value
     greedy = spread[(spread["method"] == "greedy") & (spread["dataset"] == "tiny-a")].iloc[0]
     assert greedy["presets"] == 2

@@ -29,6 +29,36 @@ TRANSMORPH = dict(
     ),
 )
 
+TRANSMORPH_OASIS = dict(
+    source="Chen et al., TransMorph repository (Learn2Reg 2021 task 3, OASIS)",
+    paper=(
+        "J. Chen et al. TransMorph: Transformer for unsupervised medical image registration. "
+        "Results on the Learn2Reg 2021 OASIS task as the authors' repository reports them, page "
+        "OASIS/TransMorph_on_OASIS.md of github.com/junyuchen245/"
+        "TransMorph_Transformer_for_Medical_Image_Registration"
+    ),
+    url="https://github.com/junyuchen245/TransMorph_Transformer_for_Medical_Image_Registration",
+    dataset="OASIS (Learn2Reg 2021 task 3)",
+    metric="dice",
+)
+_TRANSMORPH_OASIS_TRAINING = (
+    "trained by its authors on the task's training subjects with normalised cross-correlation, "
+    "Dice of the training label maps and diffusion regularisation, each weighted 1 (the "
+    "experiment folder TransMorph_ncc_1_dsc_1_diffusion_1 on the same page); the validation "
+    "subjects were not used in training"
+)
+_VALIDATION = dict(
+    table="Validation set table",
+    warpbench_dataset="l2r-oasis",
+    notes=("Mean Dice over the 35 labels of the task's official registration_val pairs, which "
+           "are the test pairs of warpbench's l2r-oasis block."),
+)
+_TEST = dict(
+    table="Test set table (results obtained from the Learn2Reg organisers)",
+    notes=("The challenge's hidden test pairs, scored by the organisers; their labels are not "
+           "public, so warpbench has no dataset to re-measure these on."),
+)
+
 RESULTS = (
     ReportedResult(
         method="SyN", value=0.645, family="classical", **TRANSMORPH,
@@ -60,6 +90,35 @@ RESULTS = (
             "the paper's own method, trained on the IXI training volumes without label maps "
             "(image similarity and smoothness only)"
         ),
+    ),
+)
+
+
+RESULTS += (
+    ReportedResult(
+        method="TransMorph", value=0.8575, std=0.0145, family="learning", supervision="labels",
+        configuration=_TRANSMORPH_OASIS_TRAINING, warpbench_method="transmorph",
+        **TRANSMORPH_OASIS, **_VALIDATION,
+    ),
+    ReportedResult(
+        method="TransMorph-Large", value=0.8623, std=0.0144, family="learning",
+        supervision="labels", configuration="a wider TransMorph, " + _TRANSMORPH_OASIS_TRAINING,
+        **TRANSMORPH_OASIS, **_VALIDATION,
+    ),
+    ReportedResult(
+        method="TransMorph", value=0.8162, std=0.0180, family="learning", supervision="labels",
+        configuration=_TRANSMORPH_OASIS_TRAINING, **TRANSMORPH_OASIS, **_TEST,
+    ),
+    ReportedResult(
+        method="TransMorph-Large", value=0.8196, std=0.0180, family="learning",
+        supervision="labels", configuration="a wider TransMorph, " + _TRANSMORPH_OASIS_TRAINING,
+        **TRANSMORPH_OASIS, **_TEST,
+    ),
+    ReportedResult(
+        method="ConvexAdam", value=0.81, family="classical", **TRANSMORPH_OASIS, **_TEST,
+        configuration=("the ConvexAdam team's own Learn2Reg 2021 submission (discrete "
+                       "convex optimisation then Adam instance optimisation), as the TransMorph "
+                       "page lists it beside its own ranks; its settings are that team's"),
     ),
 )
 
