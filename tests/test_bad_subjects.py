@@ -184,6 +184,8 @@ class Unchecked(Dataset):
     ("nan", r"dataset 'u', subject 'nan': the image has 512 non-finite voxels"),
     ("fraction", r"dataset 'u', subject 'fraction': the label map holds .*not integers"),
     ("raises", r"dataset 'u', subject 'raises': OSError: /data/raises\.nii\.gz: Input/output"),
+    ("../fine", r"dataset 'u', subject '\.\./fine': UnsafePathError: subject id '\.\./fine' "
+                r"cannot be part of a path"),
 ])
 def test_any_reader_s_subject_is_checked_when_loaded(tmp_path, subject_id, message):
     with pytest.raises(SubjectError, match=message):

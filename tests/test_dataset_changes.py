@@ -59,8 +59,35 @@ def test_an_added_or_rewritten_subject_makes_new_runs_and_says_so(tmp_path, caps
 
     write_subject(root, "a", shift=1)  # same names, new content
     code, err = run(tmp_path, capsys)
+    assert code == 0
     assert "changed since it was stored" in err and "subjects then" not in err
     assert len(Store(tmp_path / "wb.duckdb").runs()) == 3
+    rewritten = Store(tmp_path / "wb.duckdb").leaderboard()["run_id"].tolist()
 
     code, err = run(tmp_path, capsys)  # nothing changed: resumed, nothing said
-    assert "changed since" not in err and len(Store(tmp_path / "wb.duckdb").runs()) == 3
+    assert code == 0 and "changed since" not in err and "back to" not in err
+    assert len(Store(tmp_path / "wb.duckdb").runs()) == 3
+
+    write_subject(root, "a")  # back to the four subjects as they were: that run is current again
+    code, err = run(tmp_path, capsys)
+    assert code == 0 and "dataset 'scans' is back to a version stored before" in err
+    store = Store(tmp_path / "wb.duckdb")
+    assert len(store.runs()) == 3
+    board = store.leaderboard()
+    assert len(board) == 1 and board.iloc[0]["run_id"] not in rewritten
+    runs = store.runs().set_index("run_id")
+    assert runs.loc[board.iloc[0]["run_id"], "dataset_fingerprint"] == \
+        fingerprint(tmp_path / "datasets.yaml")
+
+
+def test_two_blocks_with_the_same_options_keep_their_own_leaderboards(tmp_path, capsys):
+    """The leaderboard matches a run to its own dataset's newest description, never to another
+    block's that happens to have the same fingerprint."""
+    (tmp_path / "datasets.yaml").write_text(
+        CONFIG + CONFIG.split("\n", 1)[1].replace("  scans:", "  copy:"))
+    for subject in ("a", "b"):
+        write_subject(tmp_path / "scans", subject)
+    assert main(["run", "--quiet", "--db", str(tmp_path / "wb.duckdb"), "--config",
+                 str(tmp_path / "datasets.yaml"), "--method", "identity",
+                 "--dataset", "scans", "--dataset", "copy"]) == 0
+    assert sorted(Store(tmp_path / "wb.duckdb").leaderboard()["dataset"]) == ["copy", "scans"]

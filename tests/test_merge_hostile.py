@@ -256,3 +256,33 @@ def test_a_complete_training_keeps_its_weights_and_a_forged_one_is_refused(tmp_p
     assert (f"refused, it contradicts {out} on training k1 (voxelmorph on toy): its row differs: "
             "train_dataset 'toy' in the output, 'hippocampus' in the source") in err
     assert list(table(out, "trainings")["train_dataset"]) == ["toy"]
+
+
+def test_a_macro_named_like_a_built_in_runs_neither_in_merge_nor_in_a_read(source, tmp_path,
+                                                                           capsys):
+    """A file's macros shadow built-in functions where it is the default database: a merge vets
+    it attached instead, and every read of a store is sealed from other files."""
+    path, _, secret = source
+    edit(path, f"CREATE MACRO lower(x) AS CASE WHEN x = 'runs' THEN (SELECT content FROM "
+               f"read_text('{secret}')) ELSE lcase(x) END",
+         "DROP VIEW latest_runs",
+         f"CREATE VIEW latest_runs AS SELECT * REPLACE ((SELECT content FROM "
+         f"read_text('{secret}')) AS method) FROM runs")
+    out = tmp_path / "all.duckdb"
+    assert main(["merge", str(path), "-o", str(out)]) == 0  # its tables are honest
+    assert SECRET not in capsys.readouterr().err
+    assert list(table(out, "runs")["method"]) == ["identity"]
+    assert main(["leaderboard", "--db", str(path)]) == 2  # the forged view may not read the file
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: refused, a view or macro stored in it reads other "
+                          "files") and SECRET not in err
+
+
+def test_a_source_that_repeats_a_training_key_is_refused(tmp_path, capsys):
+    source = tmp_path / "source.duckdb"
+    trained(source, "k1", "one/weights.pt")
+    edit(source, "INSERT INTO trainings SELECT * REPLACE ('two/weights.pt' AS weights) "
+                 "FROM trainings")
+    assert main(["merge", str(source), "-o", str(tmp_path / "out.duckdb")]) == 2
+    assert "table trainings has 2 rows for training_key 'k1'" in capsys.readouterr().err
+    assert not (tmp_path / "out.duckdb").exists()

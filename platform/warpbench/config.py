@@ -105,6 +105,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: no such file (pass --config PATH to a datasets.yaml)")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, an unreadable or binary file
+        raise ConfigError(f"{path}: cannot be read as a datasets.yaml ({exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):

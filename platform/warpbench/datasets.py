@@ -239,8 +239,8 @@ class Dataset:
 def files_digest(fingerprint: str, files: list[Path], root: Path) -> str:
     """``fingerprint`` combined with the content of ``files`` (their paths under ``root`` and a
     sha256 of their bytes), for readers whose block alone does not decide the data: a subject
-    added, removed or rewritten makes a new fingerprint, and a copy of the same files on another
-    machine keeps it (modification times would not)."""
+    added, removed or rewritten makes a new fingerprint, and a copy of the same files under the
+    same block on another machine keeps it (modification times would not)."""
     digest = hashlib.sha256(fingerprint.encode())
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
@@ -293,8 +293,10 @@ def load_subject(dataset: Dataset, subject_id: str) -> Subject:
     """``dataset.load(subject_id)``, checked by :func:`check_volumes`: how the platform loads a
     subject, so that whatever a reader raises or returns, an unusable subject is one
     :class:`SubjectError` naming it (and keeping the reader's message), which costs only the
-    pairs of that subject."""
+    pairs of that subject. A subject id becomes part of paths (a reader's cache, a field file's
+    name), so one that is not a single path component is refused before the reader sees it."""
     try:
+        safe_component(subject_id, "subject id")
         subject = dataset.load(subject_id)
         check_volumes(subject.image, subject.labels)
     except Exception as exc:  # any reader's failure, named and kept

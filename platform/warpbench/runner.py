@@ -136,8 +136,10 @@ def evaluate_pair(
     try:
         _check_grid(dataset, fixed, moving)
         torch.manual_seed(seed)
-        subjects = tuple(dataset.all_subjects())
-        extra = {"pair": PairIds(dataset.name, fixed.id, moving.id, subjects)} if method.wants_pair else {}
+        extra = {}
+        if method.wants_pair:
+            extra["pair"] = PairIds(dataset.name, fixed.id, moving.id,
+                                    tuple(dataset.all_subjects()))
         if weights is not None:
             extra["weights"] = weights
         disp, result.seconds, result.peak_memory_mb = run_with_limit(

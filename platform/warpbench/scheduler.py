@@ -281,6 +281,11 @@ class Scheduler:
                 for subject_id in dataset.subjects("test"):
                     self._checked(dataset, subject_id, test.unloadable.get(subject_id), summary)
                 self.store.record_dataset(describe_dataset(dataset, test))
+            elif self.store.reinstate_dataset(dataset.name, dataset.fingerprint()):
+                summary.notes.append(
+                    f"dataset {dataset.name!r} is back to a version stored before (fingerprint "
+                    f"{dataset.fingerprint()}): its runs on that version resume and are its "
+                    "leaderboard again")
         for planned in plan.runs:
             trained = None
             if planned.training is not None:

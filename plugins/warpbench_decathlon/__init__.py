@@ -9,7 +9,8 @@ so that every voxel keeps its world position, and its intensities normalised per
 image and its label map must be 3-D arrays of one shape, the image finite and the labels integers
 (:func:`warpbench.datasets.check_volumes`, naming the file): fractional labels are refused, never
 rounded. The fingerprint covers a sha256 of every subject's files, so a folder whose subjects
-were added, removed or rewritten is new data (new runs), and a copy on another machine is not.
+were added, removed or rewritten is new data (new runs), and a copy of it under the same block
+on another machine is not.
 
 Options (:class:`DecathlonOptions`): ``root`` (relative to the folder of ``datasets.yaml``),
 ``grid`` (e.g. [48, 64, 48]; without it all subjects must share the first readable one's

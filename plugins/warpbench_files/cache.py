@@ -58,8 +58,8 @@ class SubjectCache:
         """Store ``subject`` under ``key``, replacing the subject's entries under other keys."""
         record_path, image_path, labels_path = self._files(subject_id, key)
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        for old in record_path.parent.iterdir():
-            if key not in old.name:
+        for old in record_path.parent.iterdir():  # finished entries only: never another
+            if key not in old.name and not old.name.startswith("."):  # process's temporary file
                 old.unlink(missing_ok=True)
         write_nifti(image_path, subject.image, subject.affine)
         write_nifti(labels_path, subject.labels, subject.affine)

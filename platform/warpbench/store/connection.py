@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from warpbench.store import lease, locks, migrations, schema
+from warpbench.store.errors import StoreFileError
 
 
 class StoreFile:
@@ -26,8 +27,10 @@ class StoreFile:
         self._schema_ready = False  # set by the first write through this instance
 
     @contextmanager
-    def _connect(self, read_only: bool):
-        con = locks.connect(self.path, read_only)
+    def _connect(self, read_only: bool, sealed: bool | None = None):
+        """A connection to the file (read-only ones sealed from other files:
+        :func:`warpbench.store.locks.connect`)."""
+        con = locks.connect(self.path, read_only, sealed)
         try:
             yield con
         finally:
@@ -61,7 +64,11 @@ class StoreFile:
         with self._connect(read_only=True) as con:
             if table not in self._readable_tables(con):
                 return pd.DataFrame(columns=columns or [])
-            return con.execute(sql, params).df()
+            try:
+                return con.execute(sql, params).df()
+            except duckdb.PermissionException as exc:  # a sealed read: a crafted view or macro
+                raise StoreFileError(f"{self.path}: refused, a view or macro stored in it reads "
+                                     f"other files ({exc})") from None
 
     def _readable_tables(self, con) -> set[str]:
         """The file's tables and views; :class:`StoreFileError` for a store of a newer schema."""

@@ -55,11 +55,12 @@ class Exchange(StoreFile):
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown export format {fmt!r}; expected parquet or csv")
         self.check_file()
+        _vet_file(self.path, self.path)  # base tables of this schema only: COPY writes files
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
         written = []
-        with self._connect(read_only=True) as con:
+        with self._connect(read_only=True, sealed=False) as con:
             present = schema.table_names(con)
             tables = [t for t in (*schema.REQUIRED_TABLES, "run_sources") if t in present]
             trained = "trainings" in present and con.execute(
@@ -133,8 +134,7 @@ class Exchange(StoreFile):
             aliases: list[str] = []
             try:  # attached outside the transaction, so a failed one still detaches them
                 for index, (_, file) in enumerate(sources):
-                    con.execute(f"ATTACH {_sql_string(file.resolve())} AS merge_source_{index} "
-                                "(READ_ONLY)")
+                    locks.attach_read_only(con, file, f"merge_source_{index}")
                     aliases.append(f"merge_source_{index}")
                 with transaction(con):
                     for alias, (name, _) in zip(aliases, sources):
@@ -192,7 +192,8 @@ class Exchange(StoreFile):
                      AND trainings.status <> 'complete'
                      AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
         insert_missing("run_sources", f"""
-            SELECT run_id, {_sql_string(name)} AS source, now()::TIMESTAMP AS merged_at
+            SELECT run_id, {_sql_string(name)} AS source,
+                   (now() AT TIME ZONE 'UTC')::TIMESTAMP AS merged_at
             FROM incoming_runs""")
         for table in staged:
             insert_missing(table, f"SELECT * FROM incoming_{table}")
@@ -200,12 +201,15 @@ class Exchange(StoreFile):
 
 
 def _vet_file(file: Path, name: Path) -> None:
-    """Check the store ``file`` as a source named ``name`` before the output is touched."""
+    """Check the store ``file`` as a source named ``name`` before the output is touched. It is
+    attached to an empty database, never opened as the default one, where its macros would
+    shadow the built-in functions the check calls."""
     if not file.is_file():
         raise StoreFileError(f"{name}: no such file")
-    con = locks.connect(file, read_only=True)
+    con = duckdb.connect()
     try:
-        Source(con, con.execute("SELECT current_database()").fetchone()[0], name)
+        locks.attach_read_only(con, file, "vetted_source")
+        Source(con, "vetted_source", name)
     finally:
         con.close()
 

@@ -53,7 +53,7 @@ def hold(store: Path, purpose: str):
     if key in _held:
         yield
         return
-    lock = lock_path(store)
+    lock = lock_path(key)  # the resolved path: two names of one store share one lock
     try:
         store.parent.mkdir(parents=True, exist_ok=True)  # a new store's folder
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)

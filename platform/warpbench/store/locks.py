@@ -31,15 +31,35 @@ _UNEXPLAINED_FAILURES = 3
 _MAGIC, _MAGIC_AT = b"DUCK", 8
 
 
-def connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def connect(path: Path, read_only: bool, sealed: bool | None = None) -> duckdb.DuckDBPyConnection:
     """A connection to ``path``, once no other process holds a conflicting lock; raises
     :class:`StoreBusy` after ``LOCK_WAIT_SECONDS`` of waiting, :class:`StoreFileError` naming
-    the file when it cannot be opened for another reason."""
+    the file when it cannot be opened for another reason.
+
+    A read-only connection is ``sealed`` unless told otherwise: it cannot touch any file but the
+    store, so a view stored in a file someone else wrote (a downloaded CI store, say) cannot
+    read the reader's files (``read_text('~/.ssh/...')``)."""
+    sealed = read_only if sealed is None else sealed
+    config = {"enable_external_access": False} if sealed else {}
+    return _retrying(path, read_only,
+                     lambda: duckdb.connect(str(path), read_only=read_only, config=config))
+
+
+def attach_read_only(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
+    """Attach the store ``path`` read-only to ``con`` as ``alias``, waiting as :func:`connect`
+    does. An attached file's macros never shadow the connection's built-in functions, as they
+    do in a file opened as the default database."""
+    literal = "'" + str(Path(path).resolve()).replace("'", "''") + "'"
+    _retrying(path, True, lambda: con.execute(f"ATTACH {literal} AS {alias} (READ_ONLY)"))
+
+
+def _retrying(path: Path, read_only: bool, open_file):
+    """``open_file()``, retried while another process holds a conflicting lock on ``path``."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     unexplained = 0
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return open_file()
         except duckdb.IOException as exc:
             if not held_by_another_process(path, exclusive=not read_only):
                 unexplained += 1

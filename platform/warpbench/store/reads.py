@@ -27,7 +27,7 @@ LEADERBOARD_COLUMNS = [
 #: The latest complete runs on each dataset's newest description: a run on data that has since
 #: changed (a new fingerprint) stays in the store, but is no longer the dataset's result.
 _CURRENT_RUNS = """(SELECT * FROM latest_runs WHERE dataset_fingerprint IS NULL
-    OR dataset_fingerprint IN (SELECT fingerprint FROM latest_datasets)
+    OR (dataset, dataset_fingerprint) IN (SELECT (dataset, fingerprint) FROM latest_datasets)
     OR dataset NOT IN (SELECT dataset FROM latest_datasets))"""
 
 _LEADERBOARD_SQL = f"""

@@ -37,9 +37,9 @@ ROW_KEYS = {
     "datasets": ("dataset", "fingerprint"),
     "run_sources": ("run_id", "source"),
 }
-#: Tables whose key a source may hold once only: a second row of a pair would be a second score
-#: (and the output stores each of these keys once).
-_UNIQUE_TABLES = ("runs", "pairs", "labels", "datasets")
+#: Tables whose key a source may hold once only: a second row of a pair would be a second score,
+#: a second row of a training a second set of weights (and the output stores each key once).
+_UNIQUE_TABLES = ("runs", "pairs", "labels", "datasets", "trainings", "training_curves")
 
 
 @functools.cache
@@ -158,7 +158,7 @@ class Source:
         lacks = "" if "mean_dice" in self.columns["pairs"] else " (the table has no such column)"
         self._refuse_rows("pairs", "status = 'ok' AND mean_dice IS NULL",
                           f"are ok but have no mean_dice{lacks}")
-        for table in _UNIQUE_TABLES:
+        for table in (t for t in _UNIQUE_TABLES if self.has(t)):  # version 1 has no trainings
             keys = ", ".join(ROW_KEYS[table])
             row = self.con.execute(
                 f"SELECT {keys}, count(*) FROM ({self.select(table)}) GROUP BY ALL "

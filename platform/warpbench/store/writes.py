@@ -106,6 +106,18 @@ class Writes(StoreFile):
                                       else v for name, v in values.items()},
                     on_conflict="DO NOTHING")
 
+    def reinstate_dataset(self, name: str, fingerprint: str) -> bool:
+        """Make a stored description the dataset's newest again (its data went back to that
+        version: the leaderboard follows the newest); False when it already is."""
+        with self._write() as con:
+            newest = con.execute("SELECT fingerprint FROM latest_datasets WHERE dataset = ?",
+                                 [name]).fetchone()
+            if newest is None or newest[0] == fingerprint:
+                return False
+            con.execute("UPDATE datasets SET computed_at = ? WHERE dataset = ? AND fingerprint = ?",
+                        [_now(), name, fingerprint])
+            return True
+
     # --- trainings -----------------------------------------------------------------------------
     def begin_training(self, key: str, provenance: dict, folder: str) -> None:
         """Mark a training as running: a new row, or the existing one (an interrupted, failed or
