@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
 
 from warpbench.fetch import Download
 from warpbench.options import Settings, must_be, number, validate
@@ -32,6 +32,22 @@ Share = Annotated[number(ge=0), must_be("a non-negative number (a fraction or a 
 PairCount = Annotated[Annotated[StrictInt, Field(ge=0)] | Literal["all"],
                       must_be("a count or 'all'")]
 Seed = Annotated[StrictInt, Field(ge=0), must_be("a non-negative integer")]
+
+
+def _evaluated(labels: dict[int, str]) -> dict[int, str]:
+    """The labels in value order without the background (0), which is never evaluated."""
+    evaluated = {value: name for value, name in sorted(labels.items()) if value != 0}
+    if not evaluated or min(evaluated) < 0:
+        raise ValueError("no positive label values")
+    return evaluated
+
+
+#: A positive count (of voxels, subjects).
+Count = Annotated[StrictInt, Field(ge=1)]
+LabelNames = Annotated[dict[int, str], AfterValidator(_evaluated),
+                       must_be("a mapping of positive label values to names")]
+#: The same check for labels a reader finds in a file (a dataset.json) as for a block's.
+LABEL_NAMES = TypeAdapter(LabelNames)
 
 
 class Split(Settings):

@@ -28,32 +28,17 @@ from typing import Annotated, Any
 
 import nibabel as nib
 import numpy as np
-from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import Field, ValidationError
 
-from warpbench.datasets import (Dataset, DatasetOptions, Subject, SubjectError, check_volumes,
-                                files_digest)
+from warpbench.datasets import (LABEL_NAMES, Count, Dataset, DatasetOptions, LabelNames, Subject,
+                                SubjectError, check_volumes, files_digest)
 from warpbench.hookspecs import hookimpl
 from warpbench.options import describe, must_be
-from warpbench_decathlon.volumes import centre_offset, normalise_intensity, place, shift_affine
+from warpbench.volumes import centre_offset, normalise_intensity, place, shift_affine
 
 SUFFIX = ".nii.gz"
 #: How many missing label files an availability message names.
 SHOWN = 5
-
-
-def _evaluated(labels: dict[int, str]) -> dict[int, str]:
-    """The labels in value order without the background (0), which is never evaluated."""
-    evaluated = {value: name for value, name in sorted(labels.items()) if value != 0}
-    if not evaluated or min(evaluated) < 0:
-        raise ValueError("no positive label values")
-    return evaluated
-
-
-Count = Annotated[StrictInt, Field(ge=1)]
-LabelNames = Annotated[dict[int, str], AfterValidator(_evaluated),
-                       must_be("a mapping of positive label values to names")]
-#: The same check for a dataset.json's labels as for the block's.
-LABEL_NAMES = TypeAdapter(LabelNames)
 
 
 class DecathlonOptions(DatasetOptions):

@@ -5,7 +5,7 @@ source files' paths, sizes and modification times and every option that changes 
 gzipped NIfTI image and label map on the grid and a JSON record (the grid's exact affine and the
 counts of labelled voxels, so a warning about a cut-off grid is given again on every read). The
 record is written last, each file under a temporary name renamed into place
-(:func:`warpbench_synthetic.cache.write_nifti`), so an interrupted write is never read; a damaged
+(:func:`warpbench.volumes.write_nifti`), so an interrupted write is never read; a damaged
 entry is computed again, and writing a new key removes the subject's older ones.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from warpbench_files.geometry import OnGrid
-from warpbench_synthetic.cache import read_nifti, write_nifti
+from warpbench.volumes import read_nifti, write_nifti
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from nibabel import orientations
 from nibabel.processing import resample_from_to, resample_to_output
 
-from warpbench_decathlon.volumes import centre_offset, normalise_intensity, place, shift_affine
+from warpbench.volumes import centre_offset, normalise_intensity, place, shift_affine
 
 #: How far (mm) an affine's column may differ from the target spacing and still count as on it.
 SPACING_TOLERANCE = 1e-4

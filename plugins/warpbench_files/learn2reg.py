@@ -24,9 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from warpbench.datasets import SPLITS, Pair
+from warpbench.datasets import LABEL_NAMES, SPLITS, Pair
 from warpbench.options import describe
-from warpbench_decathlon import LABEL_NAMES
 from warpbench_files.gridded import GriddedDataset, Sources, shown
 from warpbench_files.options import Learn2RegOptions
 from warpbench_files.reading import PAIR_ENDINGS

@@ -12,14 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictInt
 
-from warpbench.datasets import DatasetOptions
+from warpbench.datasets import Count, DatasetOptions, LabelNames
 from warpbench.options import Settings, must_be, number
-from warpbench_decathlon import LabelNames
 
 #: The world axes' letter pairs: an orientation takes one letter of each, in any order.
 AXIS_PAIRS = ("LR", "PA", "IS")
 
-Count = Annotated[StrictInt, Field(ge=1)]
 Millimetres = number(gt=0)
 
 

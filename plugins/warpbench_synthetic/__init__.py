@@ -33,8 +33,8 @@ from pydantic import Field, StrictFloat, StrictInt
 from warpbench.datasets import Dataset, DatasetOptions, Subject
 from warpbench.hookspecs import hookimpl
 from warpbench.options import must_be
+from warpbench.volumes import read_nifti, write_nifti
 from warpbench_synthetic.anatomy import STRUCTURES, make_subject_labels, make_template
-from warpbench_synthetic.cache import read_nifti, write_nifti
 from warpbench_synthetic.intensity import CONTRASTS, INTENSITY_MODELS, acquire, label_means
 
 #: Below this many voxels per axis the smallest structures vanish.
