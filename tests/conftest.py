@@ -13,7 +13,7 @@ import pytest
 # before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-BUILTIN_PLUGINS = "executors,synthetic,decathlon,files,classical,literature,precomputed,learning,ants,fireants"
+BUILTIN_PLUGINS = "executors,synthetic,decathlon,files,shifted,classical,literature,precomputed,learning,ants,fireants"
 os.environ.setdefault("WARPBENCH_LOAD_PLUGINS", BUILTIN_PLUGINS)
 
 REPO = Path(__file__).resolve().parents[1]

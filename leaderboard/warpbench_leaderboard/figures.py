@@ -189,7 +189,9 @@ def reported_vs_measured_figure(matches: pd.DataFrame) -> go.Figure:
 # --- supervision ---------------------------------------------------------------------------------
 def supervision_figure(best: pd.DataFrame) -> go.Figure:
     """Per dataset, the best configuration of each group (classical, unsupervised DLIR,
-    label-supervised DLIR, baseline): mean Dice with its 95 % CI."""
+    label-supervised DLIR, baseline): mean Dice with its 95 % CI. The page passes only what is
+    not tested under shift (:func:`tables.not_shifted`), so the bars state the in-domain
+    finding."""
     if best.empty:
         return empty_figure("No configuration has a scored pair yet.")
     fig = go.Figure()
@@ -201,7 +203,8 @@ def supervision_figure(best: pd.DataFrame) -> go.Figure:
             error_y=dict(type="data", symmetric=False,
                          array=(part["dice_ci_high"] - part["dice"]).fillna(0),
                          arrayminus=(part["dice"] - part["dice_ci_low"]).fillna(0))))
-    fig.update_layout(template=TEMPLATE, barmode="group", yaxis_title="mean Dice (best of group)",
+    fig.update_layout(template=TEMPLATE, barmode="group",
+                      yaxis_title="mean Dice (best of group, in domain)",
                       legend_title_text="group", height=400)
     return fig
 
@@ -243,63 +246,90 @@ def domain_heatmap_figure(matrix: pd.DataFrame, title: str = "") -> go.Figure:
 def box_stats(pairs: pd.DataFrame, board: pd.DataFrame, metric: str = "mean_dice") -> pd.DataFrame:
     """Per dataset and configuration, the numbers of a Tukey box plot of ``metric``
     (``stats.tukey_box``), so the figure carries a few numbers per box instead of every pair's
-    score. ``pairs`` is ``Store.pair_scores()``, ``board`` the leaderboard describing its runs."""
+    score. ``pairs`` is ``Store.pair_scores()``, ``board`` the leaderboard describing its runs
+    (only its configurations get a box)."""
     scored = tables.attach_runs(tables.ok_pairs(pairs), board) if not pairs.empty else pairs
-    columns = ["dataset", "config", "family", *stats.BoxStats.__dataclass_fields__]
+    columns = ["dataset", "config", "family", "train_dataset",
+               *stats.BoxStats.__dataclass_fields__]
     if scored.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     values = scored[metric].to_numpy(dtype=np.float64)
-    families = scored["family"].to_numpy()
+    families, trained_on = scored["family"].to_numpy(), scored["train_dataset"].to_numpy()
     groups = scored.groupby(["dataset", "config"], sort=True).indices
     for (dataset, config), index in groups.items():
         box = stats.tukey_box(values[index])
         if box.n:
             rows.append({"dataset": dataset, "config": config, "family": families[index[0]],
-                         **asdict(box)})
+                         "train_dataset": trained_on[index[0]], **asdict(box)})
     return pd.DataFrame(rows, columns=columns)
 
 
+#: Pixels per box of :func:`box_figure` (one line of tick label each) and per panel's title and
+#: axis: the figure grows with the boxes, so no label or title is printed over another.
+BOX_ROW_PX, BOX_PANEL_PX = 22, 90
+
+
 def box_figure(boxes: pd.DataFrame, metric_title: str = "Dice") -> go.Figure:
-    """Per test dataset (one panel each), a box of the per-pair scores of every configuration,
-    coloured by family (the layout of the study's figure 5). Takes :func:`box_stats`' output."""
+    """Per test dataset, a panel of horizontal boxes of the per-pair scores, one per
+    configuration (best median at the top), coloured by family; the panels stacked, each as
+    tall as its boxes need, on one scale. Horizontal, so each configuration's name is one line
+    of text however many there are (side by side, some 40 per panel overprint their tick
+    labels and the titles of the panels below). Takes :func:`box_stats`' output."""
     if boxes.empty:
         return empty_figure("No scored pairs yet.")
     datasets = sorted(boxes["dataset"].unique())
-    fig, places, nrows = _dataset_panels(datasets, vertical_spacing=0.2)
+    counts = [int((boxes["dataset"] == dataset).sum()) for dataset in datasets]
+    height = BOX_ROW_PX * sum(counts) + BOX_PANEL_PX * len(datasets) + 40
+    fig = make_subplots(rows=len(datasets), cols=1, subplot_titles=datasets,
+                        row_heights=counts,
+                        vertical_spacing=BOX_PANEL_PX / height if len(datasets) > 1 else 0)
     seen = set()
-    for dataset, row, col in places:
-        part = boxes[boxes["dataset"] == dataset].sort_values("median", ascending=False)
+    for row, dataset in enumerate(datasets, start=1):
+        part = boxes[boxes["dataset"] == dataset].sort_values("median", kind="stable")
         for family, group in part.groupby("family", sort=False, dropna=False):
             fig.add_trace(go.Box(
-                x=group["config"], q1=group["q1"], median=group["median"], q3=group["q3"],
+                y=group["config"], q1=group["q1"], median=group["median"], q3=group["q3"],
                 lowerfence=group["lowerfence"], upperfence=group["upperfence"], mean=group["mean"],
-                boxpoints=False, name=str(family), legendgroup=str(family),
+                orientation="h", boxpoints=False, name=str(family), legendgroup=str(family),
                 showlegend=family not in seen, marker_color=family_colour(family),
-                line_color=family_colour(family)), row=row, col=col)
+                line_color=family_colour(family)), row=row, col=1)
             seen.add(family)
-    fig.update_yaxes(title_text=metric_title, col=1)
-    fig.update_layout(template=TEMPLATE, height=380 * nrows, legend_title_text="family",
-                      margin=dict(t=60))
+        fig.update_yaxes(categoryorder="array", categoryarray=list(part["config"]),
+                         tickfont=dict(size=11), automargin=True, row=row, col=1)
+    low, high = boxes["lowerfence"].min(), boxes["upperfence"].max()
+    pad = max(0.02, 0.03 * (high - low))
+    fig.update_xaxes(range=[low - pad, high + pad], title_text=metric_title)
+    fig.update_layout(template=TEMPLATE, height=height, legend_title_text="family",
+                      margin=dict(t=40, b=20))
     return fig
 
 
 def domain_drop_figure(drops: pd.DataFrame) -> go.Figure:
     """Per configuration, the drop of mean Dice from its training (in-domain) dataset to the other
-    test datasets, coloured by group."""
+    test datasets, coloured by group: one horizontal bar each, largest drop at the top, the
+    figure as tall as its bars need (so the names stay one line each, however many)."""
     if drops.empty:
         return empty_figure("No configuration was tested both in and out of its domain.")
     fig = go.Figure()
-    ordered = drops.sort_values("drop", ascending=False)
+    # A network's name says what it was trained on; an untrained method's row says which
+    # dataset counts as its "training" one, for reference.
+    trained = drops["family"] == "learning"
+    ordered = drops.assign(label=drops["config"].where(
+        trained, drops["config"] + " (" + drops["train_dataset"] + ")"))
+    ordered = ordered.sort_values("drop", kind="stable")
     for group, part in ordered.groupby("group", sort=False):
         fig.add_trace(go.Bar(
-            x=part["config"] + " (" + part["train_dataset"] + ")", y=part["drop"], name=group,
+            y=part["label"], x=part["drop"], orientation="h", name=group,
             marker_color=group_colour(group),
             customdata=np.stack([part["in_domain"], part["shifted"]], axis=1),
-            hovertemplate="%{x}: in-domain %{customdata[0]:.3f}, shifted %{customdata[1]:.3f}, "
-                          "drop %{y:.3f}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, yaxis_title="in-domain minus shifted mean Dice",
-                      legend_title_text="group", height=400)
+            hovertemplate="%{y}: in-domain %{customdata[0]:.3f}, shifted %{customdata[1]:.3f}, "
+                          "drop %{x:.3f}<extra></extra>"))
+    fig.update_yaxes(categoryorder="array", categoryarray=list(ordered["label"]),
+                     tickfont=dict(size=11), automargin=True)
+    fig.update_layout(template=TEMPLATE, xaxis_title="in-domain minus shifted mean Dice",
+                      legend_title_text="group", height=BOX_ROW_PX * len(ordered) + 120,
+                      margin=dict(t=30))
     return fig
 
 

@@ -327,6 +327,13 @@ def supervision_group(family, supervision) -> str:
     return "other"
 
 
+def not_shifted(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are not a network tested under shift: untrained methods, and networks
+    tested on the dataset they were trained on (the store's ``in_domain``). The in-domain
+    finding is about these; a network trained elsewhere belongs to the domain-shift page."""
+    return summary[in_domain(summary).fillna(True).to_numpy(dtype=bool)]
+
+
 def best_per_group(summary: pd.DataFrame, group_column: str) -> pd.DataFrame:
     """Per dataset and group, the configuration with the highest mean Dice (its row)."""
     scored = summary[pd.to_numeric(summary["dice"], errors="coerce").notna()]
@@ -409,14 +416,47 @@ def learning_configs(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[in_domain(summary).notna().to_numpy(dtype=bool)]
 
 
-def domain_matrix(summary: pd.DataFrame, method: str, preset: str) -> pd.DataFrame:
+def domain_matrix(summary: pd.DataFrame, method: str, preset: str,
+                  reference: str | None = None) -> pd.DataFrame:
     """Mean Dice of one method and preset, training dataset (rows; "none" for a method that is
-    not trained) by test dataset (columns)."""
+    not trained) by test dataset (columns). With ``reference`` (an untrained configuration,
+    ``method:preset``), its row follows, named ``<reference> (not trained)``, on the same test
+    datasets: what the network's row is to be read against."""
     rows = summary[(summary["method"] == method) & (summary["preset"] == preset)]
     if rows.empty:
         return pd.DataFrame()
     rows = rows.assign(train=_text(rows, "train_dataset").replace("", "none"))
-    return rows.pivot_table(index="train", columns="dataset", values="dice", aggfunc="mean")
+    matrix = rows.pivot_table(index="train", columns="dataset", values="dice", aggfunc="mean")
+    if reference is None or reference == f"{method}:{preset}":
+        return matrix
+    labelled = with_labels(summary)
+    line = labelled[labelled["config"] == reference].groupby("dataset")["dice"].mean()
+    return pd.concat([matrix, line.reindex(matrix.columns).rename(
+        f"{reference} ({NOT_TRAINED})").to_frame().T])
+
+
+#: How the choosers name the training dataset of an untrained method.
+NOT_TRAINED = "not trained"
+
+
+def training_options(summary: pd.DataFrame) -> list[str]:
+    """What a "trained on" chooser offers: :data:`NOT_TRAINED` when untrained methods exist, and
+    every training dataset."""
+    trained = filter_options(summary, "train_dataset")
+    untrained = in_domain(summary).isna().any() if not summary.empty else False
+    return ([NOT_TRAINED] if untrained else []) + trained
+
+
+def filter_training(summary: pd.DataFrame, chosen: Iterable[str] | None) -> pd.DataFrame:
+    """The rows trained on one of ``chosen`` (:data:`NOT_TRAINED` chooses the untrained ones);
+    none chosen means every row."""
+    chosen = set(chosen or [])
+    if not chosen:
+        return summary
+    untrained = in_domain(summary).isna().to_numpy(dtype=bool)
+    named = summary["train_dataset"].astype("string").isin(chosen).fillna(False).to_numpy(
+        dtype=bool)
+    return summary[named | (untrained & (NOT_TRAINED in chosen))]
 
 
 def _drop(config: str, group: pd.DataFrame, source: str, at_home: np.ndarray) -> dict | None:

@@ -150,7 +150,7 @@ def build_dataset(config: Config, name: str, dataset_kinds: dict[str, type[Datas
             f"(installed kinds: {', '.join(sorted(dataset_kinds)) or 'none'})"
         )
     try:
-        return dataset_kinds[kind](name, options, config.base_dir)
+        return dataset_kinds[kind].from_block(name, options, config, dataset_kinds)
     except DatasetConfigError as exc:  # it names the dataset and its kind
         raise DatasetConfigError(f"{config.path}: {exc}") from None
     except Exception as exc:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
@@ -24,6 +24,9 @@ from warpbench.fetch import Download
 from warpbench.options import Settings, must_be, number, validate
 from warpbench.paths import UnsafePathError, safe_component
 from warpbench.spatial import spacing_from_affine
+
+if TYPE_CHECKING:  # config imports this module
+    from warpbench.config import Config
 
 SPLITS = ("train", "val", "test")
 #: A split's share of the subjects: a fraction when every share given is a float <= 1, else a count.
@@ -178,6 +181,15 @@ class Dataset:
             self.license = self.settings.license
         if self.settings.citation is not None:
             self.citation = self.settings.citation
+
+    @classmethod
+    def from_block(cls, name: str, options: dict[str, Any], config: Config,
+                   dataset_kinds: dict[str, type[Dataset]]) -> Dataset:
+        """This kind built from its block of ``config`` (a ``datasets.yaml``), as
+        :func:`warpbench.config.build_dataset` builds every block. A kind that derives from
+        other blocks of the same file (``shifted``) overrides it to build them with
+        ``dataset_kinds``; the others need only their options and the file's folder."""
+        return cls(name, options, config.base_dir)
 
     # --- what subclasses implement -------------------------------------------------------------
     def all_subjects(self) -> list[str]:

@@ -6,8 +6,11 @@ whatever a store holds, so that a ``paper`` suite run, on any machine, is report
 
 1. unsupervised DLIR against classical optimisation, in domain;
 2. label-supervised DLIR against classical optimisation, in domain;
-3. how the DLIR-minus-classical margin changes under domain shift;
-4. whether a bigger training budget helps (the same method and training settings but for the
+3. the trained-on x tested-on matrix of mean Dice, with the classical reference's row;
+4. both kinds of DLIR against classical optimisation under shift (trained on one dataset,
+   tested on another: another collection, or the same subjects under acquisition changes);
+5. how the DLIR-minus-classical margin changes under domain shift;
+6. whether a bigger training budget helps (the same method and training settings but for the
    number of steps, in domain).
 
 The classical side is one configuration named in advance (``syn:default`` unless told
@@ -32,6 +35,10 @@ CLASSICAL = "syn:default"
 ALPHA = 0.05
 COLUMNS = ["dataset", "config", "pairs", "classical", "dlir", "difference", "p", "p_holm",
            "verdict"]
+SHIFTED_COLUMNS = ["dataset", "config", "trained_on", "pairs", "classical", "dlir", "difference",
+                   "p", "p_holm", "verdict"]
+#: How the matrix names the classical reference's training dataset: it has none.
+UNTRAINED = "(not trained)"
 SHIFT_COLUMNS = ["dataset", "config", "trained_on", "pairs", "in_domain", "shifted", "change",
                  "p", "p_holm", "verdict"]
 BUDGET_COLUMNS = ["dataset", "longer", "shorter", "pairs", "dice_shorter", "dice_longer", "change",
@@ -75,22 +82,65 @@ def in_domain_margins(scores: pd.DataFrame, supervision: str, classical: str = C
                       alpha: float = ALPHA) -> pd.DataFrame:
     """Learning configurations of ``supervision`` ("none" or "labels") trained on the dataset
     they are tested on, against ``classical`` on the same pairs."""
+    learned = _learned(scores, supervision)
+    rows = _against_classical(learned[learned["in_domain"]], scores, classical,
+                              ["dataset", "config"], alpha)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def shifted_margins(scores: pd.DataFrame, supervision: str, classical: str = CLASSICAL,
+                    alpha: float = ALPHA) -> pd.DataFrame:
+    """Learning configurations of ``supervision`` tested on a dataset other than the one they
+    were trained on (``trained_on``), against ``classical`` on the same pairs: one comparison per
+    network and test dataset, Holm over the table."""
+    learned = _learned(scores, supervision)
+    shifted = learned[~learned["in_domain"]].assign(
+        trained_on=lambda frame: frame["train_dataset"])
+    rows = _against_classical(shifted, scores, classical, ["dataset", "config", "trained_on"],
+                              alpha)
+    return pd.DataFrame(rows, columns=SHIFTED_COLUMNS)
+
+
+def _learned(scores: pd.DataFrame, supervision: str) -> pd.DataFrame:
+    """The scores of trained networks of ``supervision``."""
+    return scores[(scores["family"] == "learning") & (scores["supervision"] == supervision)
+                  & scores["in_domain"].notna()]
+
+
+def _against_classical(learned: pd.DataFrame, scores: pd.DataFrame, classical: str,
+                       keys: list[str], alpha: float) -> list[dict]:
+    """One paired comparison per group of ``learned`` by ``keys`` (which start with the test
+    dataset) against ``classical`` on that dataset's pairs that both scored."""
     reference = scores[scores["config"] == classical]
-    learned = scores[(scores["family"] == "learning") & (scores["supervision"] == supervision)
-                     & scores["in_domain"]]
     rows = []
-    for (dataset, config), group in learned.groupby(["dataset", "config"], sort=True):
-        both = group.merge(reference[reference["dataset"] == dataset], on=["fixed", "moving"],
-                           suffixes=("", "_classical"))
+    for values, group in learned.groupby(keys, sort=True):
+        row = dict(zip(keys, values))
+        both = group.merge(reference[reference["dataset"] == row["dataset"]],
+                           on=["fixed", "moving"], suffixes=("", "_classical"))
         if both.empty:
             continue
         test = stats.paired_tests(both["mean_dice"], both["mean_dice_classical"])
-        rows.append({"dataset": dataset, "config": config, "pairs": test.n,
-                     "classical": test.mean_b, "dlir": test.mean_a,
-                     "difference": test.mean_difference,
-                     "p": test.wilcoxon_p})
+        rows.append({**row, "pairs": test.n, "classical": test.mean_b, "dlir": test.mean_a,
+                     "difference": test.mean_difference, "p": test.wilcoxon_p})
     _adjust(rows, alpha, "DLIR better", "classical better", "difference")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return rows
+
+
+def domain_matrix(scores: pd.DataFrame, classical: str = CLASSICAL) -> pd.DataFrame:
+    """Mean Dice of every trained network, one row per configuration and training dataset
+    (``config``, ``trained_on``), one column per test dataset; the classical reference's row
+    first (trained on :data:`UNTRAINED`). NaN where a network was not tested."""
+    learned = scores[(scores["family"] == "learning") & scores["in_domain"].notna()]
+    reference = scores[scores["config"] == classical]
+    if learned.empty:
+        return pd.DataFrame()
+    rows = pd.concat([reference.assign(trained_on=UNTRAINED),
+                      learned.assign(trained_on=learned["train_dataset"])])
+    matrix = rows.pivot_table(index=["config", "trained_on"], columns="dataset",
+                              values="mean_dice", aggfunc="mean")
+    first = [key for key in matrix.index if key[1] == UNTRAINED]
+    matrix = matrix.reindex(first + [key for key in matrix.index if key[1] != UNTRAINED])
+    return matrix.reindex(columns=sorted(learned["dataset"].unique()))
 
 
 def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
@@ -159,10 +209,21 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *lines])
 
 
+def _matrix_markdown(matrix: pd.DataFrame) -> str:
+    """:func:`domain_matrix` as a Markdown table: in bold where a network is tested on its own
+    training dataset, a dash where it was not tested."""
+    cells = pd.DataFrame(
+        [[config, trained_on, *("—" if pd.isna(v) else f"**{v:.3f}**" if dataset == trained_on
+                                else f"{v:.3f}" for dataset, v in row.items())]
+         for (config, trained_on), row in matrix.iterrows()],
+        columns=["config", "trained_on", *matrix.columns])
+    return _markdown(cells)
+
+
 def report(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame,
            classical: str = CLASSICAL, alpha: float = ALPHA) -> str:
-    """The four comparisons as Markdown, a tally and a table each, from ``Store.leaderboard()``,
-    ``Store.pair_scores()`` and ``Store.runs()``."""
+    """The comparisons as Markdown, a tally and a table each (and the trained-on x tested-on
+    matrix), from ``Store.leaderboard()``, ``Store.pair_scores()`` and ``Store.runs()``."""
     scores = pair_scores(board, pairs, params)
     if not (scores["config"] == classical).any():
         known = ", ".join(sorted(scores.loc[scores["family"] == "classical", "config"].unique()))
@@ -174,14 +235,23 @@ def report(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame,
          in_domain_margins(scores, "none", classical, alpha)),
         ("Label-supervised DLIR against classical, in domain",
          in_domain_margins(scores, "labels", classical, alpha)),
+        ("Trained on x tested on", domain_matrix(scores, classical)),
+        ("Unsupervised DLIR against classical, under shift",
+         shifted_margins(scores, "none", classical, alpha)),
+        ("Label-supervised DLIR against classical, under shift",
+         shifted_margins(scores, "labels", classical, alpha)),
         ("The DLIR margin under domain shift", shift_changes(scores, alpha)),
         ("More training steps, in domain", budget_changes(scores, alpha)),
     ):
         if table.empty:
             sections.append(f"## {title}\n\nNo runs in the store allow this comparison.")
-            continue
-        sections.append(f"## {title}\n\n{len(table)} comparisons: {_tally(table)} "
-                        f"(Wilcoxon, Holm-adjusted, alpha {alpha:g}).\n\n{_markdown(table)}")
+        elif "verdict" not in table:
+            sections.append(f"## {title}\n\nMean Dice of each network (trained on the row's "
+                            "dataset) on each test dataset, in bold on its own training dataset; "
+                            f"{classical} first, for reference.\n\n{_matrix_markdown(table)}")
+        else:
+            sections.append(f"## {title}\n\n{len(table)} comparisons: {_tally(table)} "
+                            f"(Wilcoxon, Holm-adjusted, alpha {alpha:g}).\n\n{_markdown(table)}")
     intro = (f"Classical reference: {classical}. Differences are in mean Dice per pair, DLIR "
              "minus classical (or shifted minus in-domain, or more steps minus fewer); p is the "
              "two-sided Wilcoxon signed-rank test on the same pairs, p_holm its Holm adjustment "

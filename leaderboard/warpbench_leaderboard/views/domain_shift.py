@@ -1,5 +1,6 @@
-"""Domain shift: learning methods trained on one dataset and tested on others, against classical
-methods, which need no training."""
+"""Domain shift: learning methods trained on one dataset and tested on others (other
+collections, or the same subjects under acquisition changes), against classical methods, which
+need no training."""
 
 from __future__ import annotations
 
@@ -26,29 +27,36 @@ def render(db_path: str) -> None:
     if pairs is None:
         return
     trained = tables.learning_configs(summary)
+    labelled = tables.with_labels(summary)
+    classical = sorted(labelled.loc[labelled["family"] == "classical", "config"].unique())
 
     st.header("Training x test dataset")
+    reference = None
     if trained.empty:
         st.info(tables.waiting_message(
             "learning methods trained on a dataset and tested on several",
             f"None of the {len(summary)} configurations in the store was trained (every run's "
             "training dataset is empty).",
             "A learning method trains on each of a suite's `train_on` datasets and every network "
-            "is evaluated on each compatible dataset (`warpbench run --suite learning`); the heat "
-            "map of mean Dice (training dataset x test dataset) for each learning method appears "
-            "here once such runs are in the store."))
+            "is evaluated on each compatible dataset (`warpbench run --suite learning`, or "
+            "`--suite hippocampus-shift` for the real hippocampus under acquisition changes); "
+            "the heat map of mean Dice (training dataset x test dataset) for each learning "
+            "method appears here once such runs are in the store."))
     else:
         options = sorted({f"{m}:{p}" for m, p in zip(trained["method"], trained["preset"])})
-        choice = st.selectbox("Method", options, key="shift_method", bind="query-params")
+        left, right = st.columns(2)
+        choice = left.selectbox("Method", options, key="shift_method", bind="query-params")
+        if classical:
+            reference = right.selectbox(
+                "Classical reference", classical, key="shift_reference", bind="query-params",
+                index=classical.index(study.CLASSICAL) if study.CLASSICAL in classical else 0)
         if choice:
             method, _, preset = choice.partition(":")
             st.plotly_chart(figures.domain_heatmap_figure(
-                tables.domain_matrix(summary, method, preset), title=choice), key="shift_heatmap")
+                tables.domain_matrix(summary, method, preset, reference), title=choice),
+                key="shift_heatmap")
 
-    st.header("Per test dataset: every method")
-    st.caption("Boxes of the per-pair mean Dice (quartiles, whiskers within 1.5 IQR), coloured by "
-               "family, one panel per test dataset.")
-    st.plotly_chart(figures.box_figure(figures.box_stats(pairs, summary)), key="shift_boxes")
+    _boxes(summary, pairs)
 
     st.header("Drop from in-domain to shifted")
     drops = tables.domain_drops(summary)
@@ -69,8 +77,54 @@ def render(db_path: str) -> None:
         "two-sided Wilcoxon p and its Holm adjustment. A classical method scores a pair the same "
         "whatever a network was trained on, so this change is also the change of the network's "
         "margin over it (`warpbench study` prints the same).")
-    changes = study.shift_changes(study.pair_scores(summary, pairs))
+    scores = study.pair_scores(summary, pairs)
+    changes = study.shift_changes(scores)
     if changes.empty:
         st.caption("No configuration is tested both in domain and shifted on the same dataset.")
     else:
         st.dataframe(changes, hide_index=True, key="shift_changes")
+    if reference is not None:
+        _against_classical(scores, reference)
+
+
+def _boxes(summary, pairs) -> None:
+    """The per-pair scores of the configurations the reader picks, per test dataset."""
+    st.header("Per test dataset: the configurations you pick")
+    datasets = tables.filter_options(summary, "dataset")
+    left, right = st.columns(2)
+    chosen = left.multiselect("Test datasets", datasets, default=datasets[:1],
+                              key="shift_box_datasets", bind="query-params")
+    training = right.multiselect(
+        "Trained on", tables.training_options(summary), key="shift_box_trained",
+        bind="query-params", placeholder="All (trained or not)")
+    shown = tables.filter_training(tables.filter_leaderboard(summary, chosen), training)
+    st.caption(
+        "Boxes of the per-pair mean Dice (quartiles, whiskers within 1.5 IQR), coloured by "
+        "family, best median at the top, one panel per test dataset; a network's name says in "
+        "brackets what it was trained on. Pick the test datasets, and narrow the training "
+        "datasets when a panel holds more configurations than you can compare.")
+    if not chosen:
+        st.caption("Pick at least one test dataset.")
+        return
+    st.plotly_chart(figures.box_figure(figures.box_stats(pairs, shown)), key="shift_boxes")
+
+
+def _against_classical(scores, reference: str) -> None:
+    """The networks under shift against the chosen classical reference, and the whole matrix."""
+    st.header(f"Against {reference} under shift")
+    st.caption(
+        f"Each network tested on a dataset other than its training set, against {reference} on "
+        "the same pairs: mean paired difference (DLIR minus classical), two-sided Wilcoxon p and "
+        "its Holm adjustment within each table (`warpbench study` prints the same).")
+    for supervision, title in (("none", "Unsupervised DLIR"), ("labels", "Label-supervised DLIR")):
+        table = study.shifted_margins(scores, supervision, reference)
+        st.subheader(f"{title} against {reference}, under shift")
+        if table.empty:
+            st.caption("No shifted runs of this kind on a dataset the reference was run on.")
+        else:
+            st.dataframe(table, hide_index=True, key=f"shifted_margins_{supervision}")
+    st.subheader("Every network: trained on x tested on")
+    st.caption(f"Mean Dice; {reference} first, for reference (`warpbench study` prints the same).")
+    matrix = study.domain_matrix(scores, reference)
+    if not matrix.empty:
+        st.dataframe(matrix.reset_index(), hide_index=True, key="shift_matrix")
