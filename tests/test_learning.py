@@ -114,7 +114,9 @@ def test_presets_resolve_typed_and_the_weights_record_is_the_preset_without_test
 @pytest.mark.parametrize("method", [VoxelMorph(), LKUNet()], ids=lambda m: m.name)
 def test_a_tiny_network_overfits_one_pair(tmp_path, method):
     dataset = blobs(val=0)  # two training subjects: one pair, both ways
-    training, logged = job(tmp_path, dataset, steps=100, learning_rate=3e-3)
+    # Plain Adam on the pair as it is: augmentation and a decaying rate work against overfitting.
+    training, logged = job(tmp_path, dataset, steps=100, learning_rate=3e-3, augment=None,
+                           lr_schedule="constant", warmup_steps=0)
     weights = method.train(training)
     losses = [value for _, split, name, value in logged if (split, name) == ("train", "loss")]
     assert len(losses) == 100 and np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.1
@@ -155,7 +157,7 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path):
     # A different seed draws other pairs and starts from other weights.
     other, _ = job(tmp_path / "other-seed", steps=10, seed=1)
     different = torch.load(method.train(other))["state_dict"]
-    assert not torch.allclose(different["unet.head.weight"], expected["unet.head.weight"])
+    assert not torch.allclose(different["core.head.weight"], expected["core.head.weight"])
 
 
 def test_a_minutes_budget_stops_training_early_and_still_saves_weights(tmp_path):

@@ -12,6 +12,7 @@ from warpbench.executors import InProcessExecutor
 from warpbench.plugins import load_registry
 from warpbench.scheduler import Scheduler, make_plan
 from warpbench.store import Store
+from warpbench.training import training_key
 
 
 @pytest.fixture
@@ -171,20 +172,26 @@ def test_in_domain_is_a_trained_run_tested_on_its_training_dataset():
 
 
 def test_a_run_resumed_on_the_last_release_store_scores_nothing_it_already_has(tmp_path):
-    """Same datasets.yaml, methods and seed as the release used: every configuration (the learning
-    ones through their stored training) is found complete, so nothing is scored or trained; the
-    fingerprints, config keys and training keys are what that release computed."""
+    """Same datasets.yaml, methods and seed as the release used: every configuration whose method
+    version is unchanged is found complete, so nothing is scored; the fingerprints and config
+    keys are what that release computed. The release's VoxelMorph training (method version 1) is
+    not reused by version 2, whose recipe trains other weights (issue 16)."""
     path = copy_release_store(tmp_path)
     store = Store(path)
     pairs = count(store, "SELECT count(*) FROM pairs")
     registry = load_registry()
     plan = make_plan(registry, load_config(tmp_path / "datasets.yaml"),
-                     ["identity", "affine", "voxelmorph"], ["fixture-a", "fixture-b"],
-                     train_on=["fixture-a"])
-    assert len(plan.runs) == 6 and not plan.unavailable and not plan.unavailable_methods
+                     ["identity", "affine"], ["fixture-a", "fixture-b"])
+    assert len(plan.runs) == 4 and not plan.unavailable and not plan.unavailable_methods
     summary = Scheduler(registry, store, InProcessExecutor("cpu"), progress=False).run(plan)
-    assert summary.runs_up_to_date == 6 and summary.runs_done == 0 and summary.pairs_ok == 0
-    assert summary.trainings_done == 0 and not summary.failures and not summary.skipped
+    assert summary.runs_up_to_date == 4 and summary.runs_done == 0 and summary.pairs_ok == 0
+    assert not summary.failures and not summary.skipped
     assert count(store, "SELECT count(*) FROM pairs") == pairs
     assert count(store, "SELECT count(*) FROM runs") == 6
-    assert set(summary.run_ids) == set(store.leaderboard()["run_id"])
+    assert set(summary.run_ids) < set(store.leaderboard()["run_id"])
+    stored = store.trainings()
+    assert stored["method_version"].tolist() == ["1"]
+    voxelmorph = registry.methods["voxelmorph"]
+    assert voxelmorph.version != "1"
+    key = training_key(voxelmorph, "default", plan.datasets["fixture-a"], 0)
+    assert key not in set(stored["training_key"])

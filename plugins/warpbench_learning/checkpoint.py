@@ -31,11 +31,12 @@ def save_atomic(payload: dict[str, Any], path: Path) -> Path:
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any] | None:
-    """The training state saved in ``folder``, or None when there is none."""
+    """The training state saved in ``folder``, or None when there is none (read without
+    unpickling arbitrary objects: a checkpoint holds tensors, numbers, strings and dicts)."""
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_weights(folder: Path, state_dict, method: str, version: str, params: dict) -> Path:

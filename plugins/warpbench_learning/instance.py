@@ -22,7 +22,8 @@ def instance_optimise(
     optimiser = torch.optim.Adam([velocity], lr=settings.io_learning_rate)
     with torch.enable_grad():
         for _ in range(settings.io_steps):
-            disp = displacement(velocity, settings.integration_steps, fixed.shape[2:])
+            disp = displacement(velocity, settings.integration_steps, fixed.shape[2:],
+                                settings.integration_downsize)
             loss, _ = registration_loss(fixed, moving, disp, settings)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

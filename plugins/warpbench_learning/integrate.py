@@ -9,10 +9,12 @@ interpolation error: the network cannot fold the grid however wrong its predicti
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from warpbench.spatial import compose
-from warpbench_classical.filters import resize_field
+from warpbench_classical.filters import grid_shape_at, resize_field
 
 
 def integrate_velocity(velocity: torch.Tensor, steps: int) -> torch.Tensor:
@@ -24,7 +26,11 @@ def integrate_velocity(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     return disp
 
 
-def displacement(velocity: torch.Tensor, steps: int, shape) -> torch.Tensor:
+def displacement(velocity: torch.Tensor, steps: int, shape, downsize: int = 1) -> torch.Tensor:
     """The displacement of ``exp(velocity)`` on the image grid ``shape``: integrated on the
-    velocity's own (possibly coarser) grid, where each squaring is cheaper, then resampled."""
+    coarser of the velocity's own grid and the image grid shrunk by ``downsize`` (VoxelMorph's
+    ``int_downsize``: a smooth field loses little there, and each squaring is cheaper), then
+    resampled. With ``steps == 0`` the velocity is the displacement, only resampled."""
+    if steps and math.prod(grid_shape_at(shape, downsize)) < math.prod(velocity.shape[2:]):
+        velocity = resize_field(velocity, grid_shape_at(shape, downsize))
     return resize_field(integrate_velocity(velocity, steps), shape)

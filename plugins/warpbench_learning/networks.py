@@ -1,4 +1,4 @@
-"""The two networks: VoxelMorph's U-Net and a compact LKU-Net. Both map a stacked (fixed, moving)
+"""The two convolutional networks: VoxelMorph's U-Net and a compact LKU-Net. Both map a stacked (fixed, moving)
 pair (N, 2, D, H, W), D, H and W divisible by ``2 ** len(encoder)``, to a 3-channel field on the
 same grid (a velocity, integrated by the caller).
 
@@ -61,6 +61,7 @@ class UNet(nn.Module):
     def __init__(self, encoder: list[int], decoder: list[int], large_kernel: bool = False):
         super().__init__()
         levels = len(encoder)
+        self.multiple = 2**levels  # the sides its input needs
         if len(decoder) < levels:
             raise ValueError(f"decoder needs at least {levels} widths (one per level), got {decoder}")
         self.down = nn.ModuleList()
