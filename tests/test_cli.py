@@ -161,8 +161,10 @@ def test_a_usage_error_is_exit_status_2_with_the_usage(capsys):
 
 @pytest.fixture
 def learner(tmp_path, monkeypatch):
-    """The toy learner, loaded by every registry the commands load."""
+    """The toy learner, loaded by every registry the commands load, and trained in this
+    process (the tests steer and watch this very object)."""
     (tmp_path / "datasets.yaml").write_text(TRAINING_CONFIG)
+    monkeypatch.setenv("WARPBENCH_EXECUTOR", "inprocess")
     toy = ToyLearningPlugin()
     monkeypatch.setattr(plugin_loading, "load_registry",
                         partial(plugin_loading.load_registry, extra_plugins=[ToyPlugin(), toy]))

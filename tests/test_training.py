@@ -182,8 +182,10 @@ def test_train_on_chooses_the_training_datasets(setup):
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    """``warpbench`` as a user runs it, with the toy plugins loaded."""
+    """``warpbench`` as a user runs it, with the toy plugins loaded, in this process (the tests
+    watch this very learner object)."""
     (tmp_path / "datasets.yaml").write_text(TRAINING_CONFIG)
+    monkeypatch.setenv("WARPBENCH_EXECUTOR", "inprocess")
     toy = ToyLearningPlugin()
     load = plugin_loading.load_registry
     monkeypatch.setattr(plugin_loading, "load_registry",

@@ -13,7 +13,13 @@ others are set aside with the reason.
 Each planned run has a configuration key (method, preset and its parameters, method version,
 dataset fingerprint, training key, seed); running the same plan again resumes each configuration's
 newest run: finished pairs are skipped and failed ones retried. Results are written one pair at a
-time, so an interruption loses at most the pair in flight. This process is the store's only writer.
+time, so an interruption loses at most the pairs in flight. This process is the store's only writer.
+
+The executor is handed the work through a feed (:class:`_Execution`): every training the plan
+needs first, so that independent trainings run at once where the executor has room (the pool's
+workers, Ray's GPUs), then each run in the plan's order as soon as the training it evaluates is
+done. Results come back as they finish, from several runs at once, and are recorded here; a
+result that arrives twice (a retried task whose first attempt also finished) is stored once.
 
 A subject that cannot be loaded (:func:`warpbench.datasets.load_subject`) costs only its pairs:
 each subject of a pair still to do is checked once per command (when MI(i;s) is computed, or
@@ -27,8 +33,8 @@ import hashlib
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 from tqdm import tqdm
@@ -38,12 +44,12 @@ from warpbench.compatibility import in_domain, incompatibility
 from warpbench.config import Config, build_dataset
 from warpbench.datasets import (Dataset, DatasetConfigError, Pair, Subject, SubjectError,
                                 load_subject)
-from warpbench.executors import RunWork, loading_failed
+from warpbench.executors import PairDone, RunWork, TrainingDone, TrainingWork, loading_failed
 from warpbench.methods import LearningMethod, availability_of
 from warpbench.plugins import Registry
 from warpbench.provenance import environment
-from warpbench.store import Store
-from warpbench.training import CurveRecorder, TrainingJob, training_key
+from warpbench.store import RunState, Store
+from warpbench.training import CurveRecorder, training_key
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class Plan:
     #: (training dataset, evaluated dataset) -> why networks trained on one are not evaluated on
     #: the other (or, with the same name twice, why nothing trains on it).
     skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: The datasets.yaml the plan's datasets were built from (worker processes build them again).
+    config: Config | None = None
 
 
 @dataclass
@@ -134,7 +142,7 @@ def make_plan(registry: Registry, config: Config, methods: list[str], datasets: 
     files, and methods that cannot run here, are set aside with the reason instead of failing
     the plan. Learning methods train on ``train_on`` (default: every dataset of ``datasets``
     with train subjects) and are evaluated on every compatible dataset of ``datasets``."""
-    plan = Plan()
+    plan = Plan(config=config)
     method_presets = [mp for spec in methods for mp in expand_method_spec(spec, registry)]
     for name in dict.fromkeys(m for m, _ in method_presets):
         available, reason = availability_of(registry.methods[name])
@@ -286,14 +294,10 @@ class Scheduler:
                     f"dataset {dataset.name!r} is back to a version stored before (fingerprint "
                     f"{dataset.fingerprint()}): its runs on that version resume and are its "
                     "leaderboard again")
+        execution = _Execution(self, plan, summary)
         for planned in plan.runs:
-            trained = None
-            if planned.training is not None:
-                trained = self._weights_for(planned, plan, summary)
-                if trained.error:
-                    summary.skipped.append(f"{planned}: not evaluated: training failed: {trained.error}")
-                    continue
-            self._run_one(planned, plan.datasets[planned.dataset], summary, trained)
+            execution.add_run(planned)
+        execution.execute()
         return summary
 
     def _note_changed(self, dataset: Dataset, summary: Summary) -> None:
@@ -312,27 +316,15 @@ class Scheduler:
             f"differ{counts}); its runs start anew, and the earlier runs stay in the store, "
             "off the leaderboard")
 
-    def _weights_for(self, planned: PlannedRun, plan: Plan, summary: Summary) -> Trained:
-        """The training a learning run evaluates. Trained (or taken from the cache) only when the
-        run has pairs left to score: a finished evaluation needs no weights, so deleted weights,
-        or a store merged from another machine, do not make an up-to-date run train again."""
-        method = self.registry.methods[planned.method]
-        source = plan.datasets[planned.train_dataset]
-        key = training_key(method, planned.preset, source, self.seed)
-        evaluated = plan.datasets[planned.dataset]
-        scored = self.store.finished_pairs(
-            config_key(method, planned.preset, evaluated, self.seed, key))
-        if self.restart or not {(p.fixed, p.moving) for p in evaluated.pairs("test")} <= scored:
-            return self._train(planned.training, source, summary)
-        return Trained(key)
-
     def train(self, plan: Plan) -> Summary:
         """Run the plan's trainings (those not cached yet) and evaluate nothing, holding the
         store's writer lease (see :meth:`run`)."""
         summary = Summary()
         with self.store.writer_lease("warpbench train"):
+            execution = _Execution(self, plan, summary)
             for training in plan.trainings:
-                self._train(training, plan.datasets[training.dataset], summary)
+                execution.add_training(training)
+            execution.execute()
         return summary
 
     # --- provenance ----------------------------------------------------------------------------
@@ -345,76 +337,16 @@ class Scheduler:
             "method_version": method.version, "family": method.family,
             "supervision": method.supervision_of(preset), "plugin": plugin.name,
             "plugin_distribution": plugin.distribution, "plugin_version": plugin.version,
-            "seed": self.seed, **environment(self.executor.device),
+            "seed": self.seed, **self._environment(),
         }
 
-    # --- training ------------------------------------------------------------------------------
-    def _train(self, training: PlannedTraining, dataset: Dataset, summary: Summary) -> Trained:
-        """The training's weights: from the cache when its row is complete and the weights
-        exist, else by calling ``train`` (which resumes from the checkpoints in its folder).
-        A training that raises is recorded as failed with its error; one that is interrupted is
-        recorded as interrupted and the interruption goes on."""
-        method = self.registry.methods[training.method]
-        key = training_key(method, training.preset, dataset, self.seed)
-        if key in self._trained:  # this training, or a preset's that differs only at test time
-            return self._trained[key]
-        row = self.store.training(key)
-        if row and row["status"] == "complete" and row["weights"] and Path(row["weights"]).exists():
-            summary.trainings_cached += 1
-            self._trained[key] = Trained(key, Path(row["weights"]))
-            return self._trained[key]
+    def _environment(self) -> dict:
+        """The executor's provenance (an executor that is no :class:`Executor`: its device's)."""
+        if hasattr(self.executor, "environment"):
+            return self.executor.environment()
+        return environment(self.executor.device)
 
-        folder = self.checkpoints / method.name / key
-        folder.mkdir(parents=True, exist_ok=True)
-        provenance = {**self._provenance(method, training.preset), "train_dataset": dataset.name,
-                      "train_dataset_fingerprint": dataset.fingerprint()}
-        self.store.begin_training(key, provenance, str(folder))
-        curves = CurveRecorder(self.store, key)
-        bar = tqdm(desc=f"training {training}", unit="step", file=sys.stderr,
-                   disable=not self.progress, leave=True)
-        steps: dict[str, int | None] = {"done": None, "total": None}
-
-        def log(step, split, name, value):
-            curves.log(step, split, name, value)
-            if split == "train":
-                bar.set_postfix({name: f"{value:.4g}"}, refresh=False)
-
-        def progress(done, total):
-            steps["done"], steps["total"] = int(done), int(total)
-            bar.total = total
-            bar.update(done - bar.n)
-
-        job = TrainingJob(dataset, dict(method.presets[training.preset]), self.executor.device,
-                          self.seed, folder, log=log, progress=progress)
-        status, weights, error = "failed", None, None
-        start = time.perf_counter()
-        try:
-            returned = method.train(job)
-            if returned is None or not Path(returned).exists():
-                raise FileNotFoundError(f"train() returned {returned!r}, which does not exist")
-            weights, status = Path(returned).resolve(), "complete"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
-            bar.close()
-            curves.flush()
-            self.store.end_training(
-                key, status, seconds=time.perf_counter() - start,
-                weights=str(weights) if weights else None, error=error,
-                steps=steps["done"] if steps["done"] is not None else curves.last_step or None,
-                total_steps=steps["total"])
-        if error:
-            summary.trainings_failed += 1
-            summary.failures.append(f"{training}: training failed: {error}")
-        else:
-            summary.trainings_done += 1
-        self._trained[key] = Trained(key, weights, error)
-        return self._trained[key]
-
-    # --- evaluation ----------------------------------------------------------------------------
+    # --- subjects ------------------------------------------------------------------------------
     def _checked(self, dataset: Dataset, subject_id: str, error: str | None,
                  summary: Summary) -> None:
         """Remember whether a subject loads; one that does not is named once in the summary."""
@@ -444,52 +376,276 @@ class Scheduler:
                 errors[pair] = error
         return errors
 
-    def _run_one(self, planned: PlannedRun, dataset: Dataset, summary: Summary,
-                 trained: Trained | None) -> None:
-        method = self.registry.methods[planned.method]
-        key = config_key(method, planned.preset, dataset, self.seed, trained and trained.key)
+
+@dataclass(eq=False)
+class _Training:
+    """A training handed to the executor: what records its curve, progress and end."""
+
+    planned: PlannedTraining
+    key: str
+    curves: CurveRecorder
+    bar: tqdm
+    started: float = field(default_factory=time.perf_counter)
+    steps: dict[str, int | None] = field(default_factory=lambda: {"done": None, "total": None})
+
+    def log(self, step, split, name, value) -> None:
+        self.curves.log(step, split, name, value)
+        if split == "train":
+            self.bar.set_postfix({name: f"{value:.4g}"}, refresh=False)
+
+    def progress(self, done, total) -> None:
+        self.steps["done"], self.steps["total"] = int(done), int(total)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+
+@dataclass(eq=False)
+class _Run:
+    """A run handed to the executor: the pairs it still owes, and its progress bar."""
+
+    planned: PlannedRun
+    state: RunState
+    bar: tqdm
+    remaining: set[Pair]
+    unloadable: dict[Pair, str]
+
+
+class _Execution:
+    """One command's work, as the executor sees it: the feed it takes tasks from (trainings
+    first, then each run in the plan's order once the training it evaluates is done) and what
+    becomes of each result (:meth:`handle`). It records everything, so the store is written
+    by this process only, in the order results arrive.
+
+    A result for a pair its run does not owe any more (one stored already: a retried task whose
+    first attempt also finished) is left out, so a pair is stored once per attempt."""
+
+    def __init__(self, scheduler: Scheduler, plan: Plan, summary: Summary):
+        self.scheduler = scheduler
+        self.store = scheduler.store
+        self.plan = plan
+        self.summary = summary
+        self.trainings: deque[tuple[PlannedTraining, str]] = deque()  # to hand out
+        self.ready: deque[tuple[PlannedRun, Trained | None]] = deque()  # runs to hand out
+        self.waiting: dict[str, list[PlannedRun]] = {}  # training key -> runs evaluating it
+        self.training: dict[TrainingWork, _Training] = {}  # handed out, not done
+        self.running: dict[RunWork, _Run] = {}  # handed out, pairs owed
+
+    # --- what there is to do -------------------------------------------------------------------
+    def add_run(self, planned: PlannedRun) -> None:
+        """Hand out ``planned`` now, or once its training is done. A learning run is trained
+        (or taken from the cache) only when it has pairs left to score: a finished evaluation
+        needs no weights, so deleted weights, or a store merged from another machine, do not
+        make an up-to-date run train again."""
+        if planned.training is None:
+            self.ready.append((planned, None))
+            return
+        scheduler = self.scheduler
+        method = scheduler.registry.methods[planned.method]
+        key = training_key(method, planned.preset, self.plan.datasets[planned.train_dataset],
+                           scheduler.seed)
+        trained = scheduler._trained.get(key)
+        if trained is None:
+            trained = self._cached(key) if self._owes_pairs(planned, key) else Trained(key)
+        if trained is None:
+            self._queue_training(planned.training, key)
+            self.waiting[key].append(planned)
+        elif trained.error:
+            self._skip(planned, trained.error)
+        else:
+            self.ready.append((planned, trained))
+
+    def add_training(self, training: PlannedTraining) -> None:
+        """Train ``training`` unless its complete weights are cached."""
+        method = self.scheduler.registry.methods[training.method]
+        key = training_key(method, training.preset, self.plan.datasets[training.dataset],
+                           self.scheduler.seed)
+        if key not in self.scheduler._trained and self._cached(key) is None:
+            self._queue_training(training, key)
+
+    def _queue_training(self, training: PlannedTraining, key: str) -> None:
+        if key not in self.waiting:  # presets that differ only at test time share a key
+            self.waiting[key] = []
+            self.trainings.append((training, key))
+
+    def _cached(self, key: str) -> Trained | None:
+        """The stored training of ``key`` when it is complete and its weights exist."""
+        row = self.store.training(key)
+        if row and row["status"] == "complete" and row["weights"] and Path(row["weights"]).exists():
+            self.summary.trainings_cached += 1
+            self.scheduler._trained[key] = Trained(key, Path(row["weights"]))
+            return self.scheduler._trained[key]
+        return None
+
+    def _owes_pairs(self, planned: PlannedRun, key: str) -> bool:
+        method = self.scheduler.registry.methods[planned.method]
+        evaluated = self.plan.datasets[planned.dataset]
+        scored = self.store.finished_pairs(
+            config_key(method, planned.preset, evaluated, self.scheduler.seed, key))
+        wanted = {(p.fixed, p.moving) for p in evaluated.pairs("test")}
+        return self.scheduler.restart or not wanted <= scored
+
+    def _skip(self, planned: PlannedRun, error: str) -> None:
+        self.summary.skipped.append(f"{planned}: not evaluated: training failed: {error}")
+
+    # --- the feed ------------------------------------------------------------------------------
+    def next(self) -> RunWork | TrainingWork | None:
+        if self.trainings:
+            return self._begin_training(*self.trainings.popleft())
+        while self.ready:
+            work = self._begin_run(*self.ready.popleft())
+            if work is not None:
+                return work
+        return None
+
+    def _begin_training(self, training: PlannedTraining, key: str) -> TrainingWork:
+        """Record the training as running and hand it out; ``train`` resumes from the
+        checkpoints in its folder."""
+        scheduler = self.scheduler
+        method = scheduler.registry.methods[training.method]
+        dataset = self.plan.datasets[training.dataset]
+        folder = scheduler.checkpoints / method.name / key
+        folder.mkdir(parents=True, exist_ok=True)
+        provenance = {**scheduler._provenance(method, training.preset),
+                      "train_dataset": dataset.name,
+                      "train_dataset_fingerprint": dataset.fingerprint()}
+        self.store.begin_training(key, provenance, str(folder))
+        bar = tqdm(desc=f"training {training}", unit="step", file=sys.stderr,
+                   disable=not scheduler.progress, leave=True)
+        state = _Training(training, key, CurveRecorder(self.store, key), bar)
+        work = TrainingWork(method, dict(method.presets[training.preset]), dataset,
+                            scheduler.seed, folder, self.plan.config, log=state.log,
+                            progress=state.progress, label=str(training))
+        self.training[work] = state
+        return work
+
+    def _begin_run(self, planned: PlannedRun, trained: Trained | None) -> RunWork | None:
+        """Resume or start the run of ``planned``; its pairs still to do, or None when it has
+        none left for the executor (it is then complete)."""
+        scheduler = self.scheduler
+        method = scheduler.registry.methods[planned.method]
+        dataset = self.plan.datasets[planned.dataset]
+        key = config_key(method, planned.preset, dataset, scheduler.seed, trained and trained.key)
         provenance = {
-            **self._provenance(method, planned.preset),
+            **scheduler._provenance(method, planned.preset),
             "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
             "train_dataset": planned.train_dataset,
             "in_domain": in_domain(planned.train_dataset, dataset.name),
             "training_key": trained and trained.key,
         }
-        state = self.store.begin_run(key, provenance, restart=self.restart)
-        summary.run_ids.append(state.run_id)
+        state = self.store.begin_run(key, provenance, restart=scheduler.restart)
+        self.summary.run_ids.append(state.run_id)
         pairs = dataset.pairs("test")
         todo = [p for p in pairs if (p.fixed, p.moving) not in state.done]
         if not todo:
             if state.status != "complete":  # killed after its last pair was stored
                 self.store.end_run(state.run_id, "complete")
-            summary.runs_up_to_date += 1
-            return
-        unloadable = self._unloadable(dataset, todo, summary)
-        work = RunWork(method, method.presets[planned.preset], dataset,
-                       [p for p in todo if p not in unloadable],
-                       self.seed, self.time_limit, trained and trained.weights)
-        device = self.executor.device
-        results = chain((loading_failed(p, error, device) for p, error in unloadable.items()),
-                        self.executor.evaluate(work))
+            self.summary.runs_up_to_date += 1
+            return None
+        unloadable = scheduler._unloadable(dataset, todo, self.summary)
         bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=str(planned),
-                   unit="pair", file=sys.stderr, disable=not self.progress, leave=True)
+                   unit="pair", file=sys.stderr, disable=not scheduler.progress, leave=True)
+        run = _Run(planned, state, bar, set(todo), unloadable)
         try:
-            for result in results:
-                attempt = state.attempts.get((result.fixed, result.moving), 0) + 1
-                self.store.record_pair(state.run_id, attempt, result)
-                if result.status == "ok":
-                    summary.pairs_ok += 1
-                    bar.set_postfix(dice=f"{result.mean_dice:.3f}" if result.mean_dice is not None else "-")
-                else:
-                    summary.pairs_failed += 1
-                    if Pair(result.fixed, result.moving) not in unloadable:  # named once, above
-                        summary.failures.append(
-                            f"{planned}: {result.fixed} <- {result.moving}: {result.error}")
-                bar.update()
+            for pair, error in unloadable.items():
+                self._record(run, loading_failed(pair, error, scheduler.executor.device))
         except BaseException:
-            self.store.end_run(state.run_id, "interrupted")
+            self._end_run(run, "interrupted")
             raise
-        finally:
-            bar.close()
-        self.store.end_run(state.run_id, "complete")
-        summary.runs_done += 1
+        work = RunWork(method, method.presets[planned.preset], dataset,
+                       [p for p in todo if p not in unloadable], scheduler.seed,
+                       scheduler.time_limit, trained and trained.weights, self.plan.config)
+        if not work.pairs:
+            self._end_run(run, "complete")
+            return None
+        self.running[work] = run
+        return work
+
+    # --- what comes back -----------------------------------------------------------------------
+    def execute(self) -> None:
+        """Hand the work to the executor and record what comes back. However it stops (Ctrl-C,
+        an error), what was handed out and not finished is recorded as interrupted."""
+        try:
+            for event in self.scheduler.executor.execute(self):
+                if isinstance(event, TrainingDone):
+                    self._training_done(event)
+                else:
+                    self._pair_done(event)
+        except BaseException:
+            for work in list(self.training):
+                self._end_training(work, "interrupted")
+            for work in list(self.running):
+                self._end_run(self.running.pop(work), "interrupted")
+            raise
+        for work in list(self.training):  # an executor that dropped work
+            self._end_training(work, "failed", error="the executor returned no result")
+        for work, run in list(self.running.items()):
+            self.summary.failures.append(f"{run.planned}: the executor returned no result for "
+                                         f"{len(run.remaining)} pairs")
+            self._end_run(self.running.pop(work), "interrupted")
+
+    def _pair_done(self, event: PairDone) -> None:
+        run = self.running.get(event.work)
+        if run is None:  # a result for a run that owes nothing any more
+            return
+        self._record(run, event.result)
+        if not run.remaining:
+            del self.running[event.work]
+            self._end_run(run, "complete")
+
+    def _record(self, run: _Run, result) -> None:
+        pair = Pair(result.fixed, result.moving)
+        if pair not in run.remaining:  # stored already: a result that arrived twice
+            return
+        attempt = run.state.attempts.get((result.fixed, result.moving), 0) + 1
+        self.store.record_pair(run.state.run_id, attempt, result)
+        run.remaining.discard(pair)
+        if result.status == "ok":
+            self.summary.pairs_ok += 1
+            run.bar.set_postfix(
+                dice=f"{result.mean_dice:.3f}" if result.mean_dice is not None else "-")
+        else:
+            self.summary.pairs_failed += 1
+            if pair not in run.unloadable:  # named once, when it was found
+                self.summary.failures.append(
+                    f"{run.planned}: {result.fixed} <- {result.moving}: {result.error}")
+        run.bar.update()
+
+    def _end_run(self, run: _Run, status: str) -> None:
+        run.bar.close()
+        self.store.end_run(run.state.run_id, status)
+        if status == "complete":
+            self.summary.runs_done += 1
+
+    def _training_done(self, event: TrainingDone) -> None:
+        state = self.training.get(event.work)
+        if state is None:  # reported twice
+            return
+        status = "failed" if event.error else "complete"
+        weights = Path(event.weights).resolve() if event.weights else None
+        self._end_training(event.work, status, weights, event.error)
+        if event.error:
+            self.summary.trainings_failed += 1
+            self.summary.failures.append(f"{state.planned}: training failed: {event.error}")
+        else:
+            self.summary.trainings_done += 1
+        trained = Trained(state.key, weights, event.error)
+        self.scheduler._trained[state.key] = trained
+        for planned in self.waiting.pop(state.key, []):
+            if trained.error:
+                self._skip(planned, trained.error)
+            else:
+                self.ready.append((planned, trained))
+
+    def _end_training(self, work: TrainingWork, status: str, weights: Path | None = None,
+                      error: str | None = None) -> None:
+        """Record how a training ended (its curve points first: all of them, however it
+        ended)."""
+        state = self.training.pop(work)
+        state.bar.close()
+        state.curves.flush()
+        done = state.steps["done"]
+        self.store.end_training(
+            state.key, status, seconds=time.perf_counter() - state.started,
+            weights=str(weights) if weights else None, error=error,
+            steps=done if done is not None else state.curves.last_step or None,
+            total_steps=state.steps["total"])

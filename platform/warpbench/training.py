@@ -67,6 +67,15 @@ class TrainingJob:
     progress: Callable[[int, int], None] = field(default=_no_progress)
 
 
+def run_training(method, job: TrainingJob) -> Path:
+    """``method.train(job)`` and the weights file it returned, checked to exist: how every
+    executor trains, in this process or in a worker."""
+    returned = method.train(job)
+    if returned is None or not Path(returned).exists():
+        raise FileNotFoundError(f"train() returned {returned!r}, which does not exist")
+    return Path(returned).resolve()
+
+
 class CurveRecorder:
     """Collects a training's ``log`` points and writes them to the store in batches: every
     ``FLUSH_SECONDS`` and on :meth:`flush` (which the scheduler calls however the training ends).

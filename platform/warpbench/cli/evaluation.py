@@ -8,7 +8,8 @@ import json
 import click
 
 from warpbench.cli.shared import (CommandLineError, config_option, db_option, examples,
-                                  interruptible, load_registry, quiet_option)
+                                  executor_errors, executor_options, interruptible,
+                                  load_registry, make_executor, quiet_option)
 
 
 @click.command(epilog=examples("warpbench plugins", "warpbench --strict plugins"))
@@ -89,9 +90,7 @@ def selection_options(command):
                      help="train learning methods on this dataset (default: the suite's "
                           "train_on, else every selected dataset with train subjects); "
                           "repeatable"),
-        click.option("--device", help="torch device (default: cuda when present, else cpu)"),
-        click.option("--executor", default="inprocess", show_default=True,
-                     help="how the work is run (plugins register executors)"),
+        *executor_options,
         click.option("--seed", type=int, help="the seed (default: the suite's, else 0)"),
         quiet_option,
     ]):
@@ -99,8 +98,8 @@ def selection_options(command):
     return command
 
 
-def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, seed, quiet,
-             time_limit=None, restart=False):
+def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, workers,
+             address, memory_limit, seed, quiet, time_limit=None, restart=False):
     """The plan and scheduler of a selection: a suite's lists, or --method / --dataset /
     --train-on instead (with --method and --dataset no suite is needed). What the plan sets
     aside is said on stderr; a selection naming something unknown is a user error."""
@@ -125,9 +124,8 @@ def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, 
     except ValueError as exc:
         where = f"{loaded.path}: suite {chosen.name!r}: " if chosen and not method else ""
         raise CommandLineError(f"{where}{exc}") from None
-    if executor not in registry.executors:
-        raise CommandLineError(f"no executor {executor!r} "
-                               f"(registered: {', '.join(registry.executors)})")
+    chosen_executor = make_executor(registry, executor, device=device, workers=workers,
+                                    address=address, memory_limit_mb=memory_limit)
     plan = make_plan(registry, loaded, methods, datasets, train_on)
     for name, reason in plan.unavailable_methods.items():
         click.echo(f"skipping method {name}: {reason}", err=True)
@@ -139,15 +137,15 @@ def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, 
         else:
             click.echo(f"not evaluating networks trained on {source} on {target}: {reason}",
                        err=True)
-    scheduler = Scheduler(registry, Store(db), registry.executors[executor](device=device),
-                          seed=seed, time_limit=time_limit, restart=restart, progress=not quiet)
+    scheduler = Scheduler(registry, Store(db), chosen_executor, seed=seed, time_limit=time_limit,
+                          restart=restart, progress=not quiet)
     return plan, scheduler
 
 
 def _computed(work):
     """The summary of ``work()``, reported on stderr; Ctrl-C or SIGTERM meanwhile stop the
     command (:class:`Interrupted`)."""
-    with interruptible():
+    with interruptible(), executor_errors():
         summary = work()
     _report(summary)
     return summary

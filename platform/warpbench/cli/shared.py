@@ -40,6 +40,61 @@ config_option = click.option(
 quiet_option = click.option("--quiet", is_flag=True, help="no progress bars")
 
 
+#: The options of ``run`` and ``train`` that choose and shape the executor.
+executor_options = [
+    click.option("--device", help="torch device (default: cuda when present, else cpu; the "
+                                  "pool puts one worker on each GPU of 'cuda')"),
+    click.option("--executor", default="pool", show_default=True, envvar="WARPBENCH_EXECUTOR",
+                 help="how the work is run: pool (worker processes, killed and replaced when a "
+                      "method hangs or crashes), inprocess (this process, for debugging), ray "
+                      "(a Ray cluster), or one a plugin registers [env: WARPBENCH_EXECUTOR]"),
+    click.option("--workers", type=int, metavar="N",
+                 help="pool: worker processes (default: one per GPU, else 1)"),
+    click.option("--memory-limit", type=float, metavar="MB",
+                 help="pool: kill a worker whose resident memory passes this many MB (its pair "
+                      "is stored as failed)"),
+    click.option("--address", metavar="auto|HOST:PORT",
+                 help="ray: the cluster to use (auto: the one `ray start` began here; default: "
+                      "a new local one)"),
+]
+#: Each executor option's name on the command line, by its keyword.
+_OPTION_NAMES = {"workers": "--workers", "memory_limit_mb": "--memory-limit",
+                 "address": "--address"}
+
+
+def make_executor(registry, name: str, device: str | None = None, **options):
+    """The executor ``name`` on ``device``, given the ``options`` that were set (an executor that
+    does not take one is a user error naming it, as is one that cannot run here)."""
+    import inspect
+
+    from warpbench.executors import ExecutorError
+
+    if name not in registry.executors:
+        raise CommandLineError(f"no executor {name!r} "
+                               f"(registered: {', '.join(registry.executors)})")
+    cls = registry.executors[name]
+    given = {key: value for key, value in options.items() if value is not None}
+    taken = inspect.signature(cls).parameters
+    refused = [_OPTION_NAMES.get(key, key) for key in given if key not in taken]
+    if refused:
+        raise CommandLineError(f"executor {name!r} does not take {', '.join(refused)}")
+    try:
+        return cls(device=device, **given)
+    except ExecutorError as exc:
+        raise CommandLineError(f"executor {name!r}: {exc}") from None
+
+
+@contextmanager
+def executor_errors():
+    """An executor that cannot go on (workers that die as they start) is a user error."""
+    from warpbench.executors import ExecutorError
+
+    try:
+        yield
+    except ExecutorError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
 class CommandLineError(ValueError):
     """A user error that the command line finds itself (a selection naming an unknown method or
     executor, a store the study cannot use); reported like the platform's own user errors."""

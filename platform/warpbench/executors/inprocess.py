@@ -1,11 +1,5 @@
-"""Executors run a run's pairs and hand back results as they finish; the scheduler writes them.
-
-An executor is anything with ``evaluate(work) -> Iterator[PairResult]``. The in-process one here
-computes pair after pair on one device, several at once for a method that batches on a GPU. A
-local executor that keeps several GPUs busy, or one that hands pairs to a distributed engine,
-implements the same method with workers that rebuild the method and dataset from their names
-(``RunWork`` carries them) and yield results as they arrive; the scheduler, the only writer of the
-store, does not change.
+"""The in-process executor: pair after pair in this process, on one device (``--executor
+inprocess``, for debugging, and what every worker process of the pool and of Ray runs inside).
 """
 
 from __future__ import annotations
@@ -13,49 +7,21 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from warpbench.datasets import Dataset, Pair, Subject, SubjectError, load_subject
-from warpbench.hookspecs import hookimpl
-from warpbench.methods import Method
+from warpbench.executors.base import Executor, default_device
+from warpbench.executors.work import RunWork, loading_failed
 from warpbench.runner import PairResult, evaluate_batch, evaluate_pair
 
 
-@dataclass
-class RunWork:
-    """The pairs of one run still to do, with everything needed to do them."""
-
-    method: Method
-    params: dict[str, Any]
-    dataset: Dataset
-    pairs: list[Pair]
-    seed: int = 0
-    time_limit: float | None = None
-    #: The trained state a learning method registers with (None for other methods).
-    weights: Path | None = None
-
-
-def loading_failed(pair: Pair, error: str, device: torch.device | str) -> PairResult:
-    """The failed result of a pair whose subject could not be loaded, with the error naming it
-    (a :class:`SubjectError`'s message)."""
-    return PairResult(pair.fixed, pair.moving, "failed", error=f"loading failed: {error}",
-                      device=str(device))
-
-
-def default_device() -> torch.device:
-    """The first GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class InProcessExecutor:
+class InProcessExecutor(Executor):
     """Evaluate pairs one after another in this process, on one device.
 
     A pair that overruns its time limit is abandoned, not killed (Python threads cannot be), so it
-    may keep a core busy until the process ends.
+    may keep a core busy until the process ends; a method that crashes the interpreter ends the
+    command. The pool executor runs this one in worker processes that it kills and replaces.
     """
 
     cache_size = 32  # subjects kept in memory, so each subject is read once per run
@@ -63,9 +29,6 @@ class InProcessExecutor:
     def __init__(self, device: str | torch.device | None = None):
         self.device = torch.device(device) if device else default_device()
         self._subjects: OrderedDict[tuple[str, str], Subject] = OrderedDict()
-
-    def describe(self) -> str:
-        return str(self.device)
 
     def subject(self, dataset: Dataset, subject_id: str) -> Subject:
         """A subject of ``dataset``, read and checked (:func:`load_subject`) on first use and then
@@ -80,6 +43,10 @@ class InProcessExecutor:
         if len(self._subjects) > self.cache_size:
             self._subjects.popitem(last=False)
         return subject
+
+    def starting(self, pairs: list[Pair]) -> None:
+        """Called just before the method is given ``pairs`` (one, or a batch): a worker process
+        tells its pool, which keeps the time limit."""
 
     def evaluate(self, work: RunWork) -> Iterator[PairResult]:
         """Each pair's result, in order; pairs go in batches where the method takes several at
@@ -96,6 +63,7 @@ class InProcessExecutor:
             if size is None:
                 size = self._batch_size(work, fixed.image.shape)
             if size == 1:
+                self.starting([pair])
                 yield evaluate_pair(
                     work.method, work.params, work.dataset, fixed, moving,
                     self.device, work.time_limit, work.seed, weights=work.weights,
@@ -109,6 +77,7 @@ class InProcessExecutor:
             yield from self._evaluate_batch(work, batch)
 
     def _evaluate_batch(self, work: RunWork, batch) -> list[PairResult]:
+        self.starting([Pair(fixed.id, moving.id) for fixed, moving in batch])
         return evaluate_batch(work.method, work.params, work.dataset, batch, self.device,
                               work.time_limit, work.seed)
 
@@ -123,8 +92,3 @@ class InProcessExecutor:
             warnings.warn(f"method {work.method.name!r}: max_batch raised {type(exc).__name__}: "
                           f"{exc}; registering its pairs one by one", stacklevel=2)
             return 1
-
-
-@hookimpl
-def register_executors(register):
-    register("inprocess", InProcessExecutor)
