@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from warpbench.options import OptionsError, Settings, unknown_keys, validate
+from warpbench.search_space import Range, known_parameters, space_problems
 
 if TYPE_CHECKING:
     from warpbench.training import TrainingJob
@@ -39,7 +40,9 @@ class Method:
     ``Params``, when set, declares the parameters as a :class:`warpbench.options.Settings` model
     (their types; the ``default`` preset holds their defaults): ``register`` and ``train`` read
     a preset through :meth:`resolve`, typed, and :meth:`check` reports a preset that does not
-    validate, so a broken one is refused when the plugin registers.
+    validate, so a broken one is refused when the plugin registers. ``search_space`` says which
+    parameters ``warpbench tune`` may change and over what range (:mod:`warpbench.search_space`);
+    :meth:`check` refuses one that names an unknown parameter or a value ``Params`` refuses.
     """
 
     name: ClassVar[str]
@@ -54,6 +57,8 @@ class Method:
     wants_pair: ClassVar[bool] = False
     #: The parameters' model; None: the presets' dicts are the only declaration.
     Params: ClassVar[type[Settings] | None] = None
+    #: The tunable parameters and their ranges; empty: the method is not tuned.
+    search_space: ClassVar[dict[str, Range]] = {}
 
     def register(
         self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device
@@ -129,7 +134,7 @@ class Method:
                 self._validated(self.presets[preset], f"preset {preset!r}")
             except OptionsError as exc:
                 problems.append(str(exc))
-        return problems
+        return [*problems, *space_problems(self)]
 
 
 class LearningMethod(Method):
@@ -146,10 +151,40 @@ class LearningMethod(Method):
     #: Preset keys that act only when registering (test-time optimisation, say): presets that
     #: differ only in these share one training. ``train`` is still given the whole preset.
     test_time_keys: ClassVar[tuple[str, ...]] = ()
+    #: What a tuning trial may spend on its training at most, as preset keys and their caps
+    #: (``{"steps": 300}``): a learning method with a search space must declare it, every trial
+    #: trains under it (:meth:`capped`), and the training's seconds count in the tuning budget.
+    tuning_budget: ClassVar[dict[str, float]] = {}
 
     def training_params(self, preset: str) -> dict[str, Any]:
         """The parameters of ``preset`` that decide the trained weights (its cache key)."""
         return {k: v for k, v in self.presets[preset].items() if k not in self.test_time_keys}
+
+    def capped(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with every :attr:`tuning_budget` key at most its cap (a key left unset,
+        None, takes the cap)."""
+        return {**params, **{key: cap if params.get(key) is None else min(params[key], cap)
+                             for key, cap in self.tuning_budget.items()}}
+
+    def check(self) -> list[str]:
+        """As :meth:`Method.check`, and a search space comes with a training budget whose keys
+        are parameters and whose caps the space does not exceed."""
+        problems = super().check()
+        if not self.search_space:
+            return problems
+        if not self.tuning_budget:
+            return [*problems, "search space: a learning method caps each trial's training "
+                    "with tuning_budget (such as {'steps': 300}), and declares none"]
+        known = known_parameters(self)
+        for key, cap in self.tuning_budget.items():
+            if key not in known:
+                problems.append(f"tuning_budget: {unknown_keys([key], known, 'parameter')}")
+            spec = self.search_space.get(key)
+            values = [v for v in (spec.values_to_check() if spec else [])
+                      if isinstance(v, (int, float))]
+            if values and max(values) > cap:
+                problems.append(f"search space {key!r} goes beyond its tuning_budget cap {cap!r}")
+        return problems
 
     def train(self, job: TrainingJob) -> Path:
         """Train under ``job.params``'s budget, resuming from the newest checkpoint in

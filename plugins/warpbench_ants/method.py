@@ -11,6 +11,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from warpbench import Method
 from warpbench.options import Settings
+from warpbench.search_space import Choice, FloatRange, IntRange
 from warpbench.spatial import as_numpy
 from warpbench_ants.fields import pullback_from_transforms
 
@@ -78,6 +79,15 @@ class AntsSynMethod(Method):
             "flow_sigma": 3.0,
             "total_sigma": 0.0,
         },
+    }
+    # What `warpbench tune` searches from the default: the CC radius, the step and both
+    # smoothings (antsRegistrationSyN.sh's schedule and affine stage stay).
+    search_space = {
+        "syn_sampling": IntRange(2, 6),
+        "grad_step": FloatRange(0.05, 0.5, log=True),
+        "flow_sigma": FloatRange(0.0, 5.0),
+        "total_sigma": FloatRange(0.0, 3.0),
+        "syn_metric": Choice("CC", "mattes"),
     }
 
     def availability(self) -> tuple[bool, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
+from warpbench.search_space import FloatRange
 from warpbench.spatial import compose, warp_tensor
 
 from warpbench_classical.dense import DenseMethod, DenseParams, preset_family
@@ -93,4 +94,11 @@ class DemonsMethod(DenseMethod):
         "check_every": 10,  # iterations between convergence checks
         "tolerance": 1e-4,  # relative loss (mean squares) improvement per check to go on
     })
+    # What `warpbench tune` searches: the force's step and both smoothings (one value for every
+    # scale).
+    search_space = {
+        "max_step": FloatRange(0.25, 4.0, log=True),
+        "fluid_sigma": FloatRange(0.0, 3.0),
+        "diffusion_sigma": FloatRange(0.0, 3.0),
+    }
     optimise = staticmethod(demons_register)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from warpbench.search_space import Choice, FloatRange
 from warpbench.spatial import compose
 
 from warpbench_classical.dense import DenseParams
@@ -33,6 +34,17 @@ class CompositiveParams(DenseParams):
     """Voxels; smooths each update (fluid regularisation)."""
     warp_sigma: NonNegativeFloat
     """Voxels; smooths the field after each update (elastic regularisation)."""
+
+
+#: What `warpbench tune` searches for greedy and syn: the step, the LNCC window and both
+#: regularisers, one value for every scale. The schedule stays the default one, which stops each
+#: scale on convergence, so a trial's cost is not a parameter the search could buy Dice with.
+COMPOSITIVE_SEARCH_SPACE = {
+    "learning_rate": FloatRange(0.05, 2.0, log=True),
+    "lncc_window": Choice(3, 5, 7, 9),
+    "gradient_sigma": FloatRange(0.0, 3.0),
+    "warp_sigma": FloatRange(0.0, 2.0),
+}
 
 
 class FieldAdam:

@@ -15,7 +15,7 @@ import torch
 from warpbench.spatial import warp_tensor
 
 from warpbench_classical.dense import DenseMethod, preset_family
-from warpbench_classical.field_adam import CompositiveParams, FieldAdam
+from warpbench_classical.field_adam import COMPOSITIVE_SEARCH_SPACE, CompositiveParams, FieldAdam
 from warpbench_classical.losses import make_loss, to_unit_range
 from warpbench_classical.pyramid import coarse_to_fine, initial_moving_displacement
 from warpbench_classical.schedule import ActivePairs, Convergence
@@ -75,4 +75,5 @@ class GreedyMethod(DenseMethod):
         "check_every": 10,  # iterations between convergence checks
         "tolerance": 1e-4,  # relative loss improvement per check below which a scale stops
     })
+    search_space = COMPOSITIVE_SEARCH_SPACE
     optimise = staticmethod(greedy_register)

@@ -10,6 +10,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 
 from warpbench import Method
 from warpbench.options import Settings
+from warpbench.search_space import Choice, FloatRange
 from warpbench.spatial import as_numpy
 from warpbench_fireants.fields import pullback_from_coordinates
 
@@ -60,6 +61,14 @@ class _FireantsMethod(Method):
     Params = FireantsParams
     #: Which FireANTs class runs it: "greedy" or "syn".
     algorithm: str
+    # What `warpbench tune` searches for both (the study tuned FireANTs' step and smoothings with
+    # Ray Tune): the step, the CC window and both smoothings; the schedule stays.
+    search_space = {
+        "learning_rate": FloatRange(0.05, 2.0, log=True),
+        "cc_kernel_size": Choice(3, 5, 7, 9),
+        "smooth_grad_sigma": FloatRange(0.0, 3.0),
+        "smooth_warp_sigma": FloatRange(0.0, 2.0),
+    }
 
     def availability(self) -> tuple[bool, str]:
         """Whether fireants can be imported here, and if not why (``Method.availability``)."""

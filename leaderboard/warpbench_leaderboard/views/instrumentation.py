@@ -1,11 +1,14 @@
 """Instrumentation bias: numbers papers report against warpbench's re-measurement of the same
-method on the same dataset, and how far one method moves across its own presets."""
+method on the same dataset, how far one method moves across its own presets, and each method as
+published, as shipped and as tuned under one budget (``warpbench tune``) on the test split, with
+the tunings' histories."""
 
 from __future__ import annotations
 
 import streamlit as st
+from warpbench.store import Store
 
-from warpbench_leaderboard import figures, loaders, tables
+from warpbench_leaderboard import figures, loaders, tables, tuned
 
 TITLE = "Instrumentation bias"
 ICON = ":material/tune:"
@@ -17,6 +20,13 @@ def _reported():
     registry = loaders.load_registry()
     return (tables.reported_table(registry.reported_results.values()),
             [str(p) for p in registry.problems])
+
+
+@st.cache_data(ttl=loaders.STAMP_TTL_SECONDS, show_spinner=False)
+def _tunings(db_path: str):
+    """The store's tunings and their trials (small tables: read again at most once a second)."""
+    store = Store(db_path)
+    return store.tunings(), store.tuning_trials()
 
 
 def render(db_path: str) -> None:
@@ -68,9 +78,61 @@ def render(db_path: str) -> None:
                            "value": st.column_config.NumberColumn("value", format="%.3f")},
         )
 
-    st.header("Spread across presets")
-    if summary is None:
+    if summary is not None:
+        _tuned_comparison(db_path, summary)
+        _spread(summary)
+    _tuning_history(db_path)
+
+
+def _tuned_comparison(db_path: str, summary) -> None:
+    st.header("As published, as shipped, as tuned")
+    st.caption("Each method on the test split under its `literature` preset, its `default`, and "
+               "the `tuned@DATASET` preset that `warpbench tune` found with the same budget for "
+               "every method on validation pairs only; paired tests on the pairs all of them "
+               "scored, Holm-adjusted within each method and dataset.")
+    pairs = loaders.read_or_explain(db_path, loaders.load_pair_scores)
+    runs = loaders.read_or_explain(db_path, loaders.load_runs)
+    if pairs is None or runs is None:
         return
+    comparison = tuned.preset_comparison(summary, pairs, runs)
+    if comparison.scores.empty:
+        st.info(tables.waiting_message(
+            "a test-split run of a tuned preset",
+            "No method in the store has a complete run of a `tuned@DATASET` preset.",
+            "Tune and evaluate one, e.g. `warpbench tune greedy --dataset hippocampus --trials "
+            "30`, then `warpbench run --method greedy:tuned@hippocampus --method greedy --method "
+            "greedy:literature --dataset hippocampus`."))
+        return
+    st.plotly_chart(tuned.comparison_figure(comparison.scores), key="tuned_chart")
+    st.dataframe(comparison.scores.drop(columns="run_id"), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                for c in ("dice", "hd95", "folding_percent", "sdlogj")})
+    st.dataframe(comparison.tests, hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(c, format="%.4g")
+                                for c in ("mean_a", "mean_b", "mean_difference", "t_p",
+                                          "wilcoxon_p", "t_p_holm", "wilcoxon_p_holm")})
+
+
+def _tuning_history(db_path: str) -> None:
+    st.header("Tuning history")
+    try:
+        tunings, trials = _tunings(db_path)
+    except Exception as exc:  # a locked, foreign or corrupt file: say so, no traceback
+        st.error(tables.read_error_message(db_path, exc))
+        return
+    if trials.empty:
+        st.info(tables.waiting_message(
+            "a tuning", "No method has been tuned into this store.",
+            "Run e.g. `warpbench tune greedy --dataset hippocampus --trials 30` (or "
+            "`warpbench tune --suite NAME` for the same budget for every method)."))
+        return
+    st.plotly_chart(tuned.tuning_history_figure(tuned.tuning_history(trials)),
+                    key="tuning_history_chart")
+    st.dataframe(tuned.tuning_budgets(tunings), hide_index=True)
+
+
+def _spread(summary) -> None:
+    st.header("Spread across presets")
     spread = tables.preset_spread(summary)
     several = spread[spread["presets"] > 1]
     if several.empty:

@@ -18,11 +18,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from warpbench.cli import authoring, data, evaluation, results
+from warpbench.cli import authoring, data, evaluation, results, tuning
 from warpbench.cli.shared import (CommandLineError, Interrupted, Invocation, disk_full, examples,
                                   warned)
 
-BUILT_IN = [*evaluation.COMMANDS, *data.COMMANDS, *authoring.COMMANDS, *results.COMMANDS]
+BUILT_IN = [*evaluation.COMMANDS, *data.COMMANDS, *authoring.COMMANDS, *results.COMMANDS,
+            *tuning.COMMANDS]
 
 
 class WarpbenchGroup(click.Group):

@@ -106,8 +106,11 @@ def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, 
     from warpbench.config import load_config
     from warpbench.scheduler import Scheduler, expand_method_spec, make_plan
     from warpbench.store import Store
+    from warpbench.tuning import add_tuned_presets
 
     registry = load_registry()
+    for problem in add_tuned_presets(registry, Store(db)):  # the store's tuned@DATASET presets
+        click.echo(f"warning: {problem}", err=True)
     loaded = load_config(config)
     chosen = None
     if suite or not (method and dataset):

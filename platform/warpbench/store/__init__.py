@@ -12,7 +12,8 @@ The package, one module per idea: :mod:`~warpbench.store.schema` (the tables of 
 :mod:`~warpbench.store.lease` (one writer at a time, for as long as its run lasts),
 :mod:`~warpbench.store.connection` (a connection and a transaction per call, so the leaderboard
 app reads while a run writes), :mod:`~warpbench.store.writes`, :mod:`~warpbench.store.reads`, and
-:mod:`~warpbench.store.exchange` (merge and export). :class:`Store` is all of them on one file.
+:mod:`~warpbench.store.exchange` (merge and export), :mod:`~warpbench.store.tuning` (tunings, their
+trials and the tuned presets). :class:`Store` is all of them on one file.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from warpbench.store.errors import AlreadyStored, StoreBusy, StoreFileError
 from warpbench.store.exchange import Exchange
 from warpbench.store.reads import LEADERBOARD_COLUMNS, PAIR_SCORE_COLUMNS, Reads
 from warpbench.store.schema import SCHEMA_VERSION
+from warpbench.store.tuning import Tunings, TuningState
 from warpbench.store.writes import RunState, Writes
 
 
-class Store(Writes, Reads, Exchange):
+class Store(Writes, Reads, Exchange, Tunings):
     """One DuckDB results file. Cheap to construct; every call opens and closes the file."""
 
 
 __all__ = ["AlreadyStored", "LEADERBOARD_COLUMNS", "PAIR_SCORE_COLUMNS", "SCHEMA_VERSION",
-           "RunState", "Store", "StoreBusy", "StoreFileError"]
+           "RunState", "Store", "StoreBusy", "StoreFileError", "TuningState"]

@@ -119,5 +119,12 @@ def _unique_keys(con) -> None:
                         f"dropped the duplicates of older writes ({counts})")
 
 
+def _add_tunings(con) -> None:
+    """Version 5: tunings, their trials and the validation pairs each trial registered
+    (:mod:`warpbench.tuning`); the view ``tuned_presets`` comes with the views."""
+    for table in schema.TUNING_TABLES:
+        con.execute(schema.TABLES[table])
+
+
 #: The step that brings a store to each version from the one before; released steps never change.
-STEPS = {2: _add_trainings, 3: fill_in_domain, 4: _unique_keys}
+STEPS = {2: _add_trainings, 3: fill_in_domain, 4: _unique_keys, 5: _add_tunings}

@@ -6,7 +6,7 @@ A new file gets them as written here; an older file is brought to them by the st
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The columns no two rows of a result table share (its primary key): a result is stored once,
 #: whoever writes it twice (two processes on one run, a bulk append, a merge).
@@ -14,6 +14,9 @@ KEYS = {
     "pairs": ("run_id", "fixed", "moving", "attempt"),
     "labels": ("run_id", "fixed", "moving", "attempt", "label"),
     "datasets": ("dataset", "fingerprint"),
+    "tunings": ("tuning_key",),
+    "tuning_trials": ("tuning_key", "trial"),
+    "tuning_pairs": ("tuning_key", "trial", "fixed", "moving"),
 }
 
 
@@ -131,10 +134,80 @@ TABLES = {
     value DOUBLE,
     logged_at TIMESTAMP
 )""",
+    # A tuning (warpbench.tuning): one method's search on one dataset's validation pairs, its
+    # budget asked and used, and its best trial, whose parameters are the preset tuned@DATASET.
+    "tunings": f"""CREATE TABLE IF NOT EXISTS tunings (
+    tuning_key VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    preset VARCHAR NOT NULL,
+    base_params VARCHAR NOT NULL,
+{_METHOD_COLUMNS}    dataset VARCHAR NOT NULL,
+    dataset_fingerprint VARCHAR,
+    seed INTEGER,
+    search_space VARCHAR NOT NULL,
+    validation_pairs VARCHAR NOT NULL,
+    objective VARCHAR,
+    max_folding DOUBLE,
+    sampler VARCHAR,
+    pruner VARCHAR,
+    optuna_version VARCHAR,
+{_ENVIRONMENT_COLUMNS}    budget_trials INTEGER,
+    budget_seconds DOUBLE,
+    used_trials INTEGER,
+    used_seconds DOUBLE,
+    best_trial INTEGER,
+    best_value DOUBLE,
+    best_params VARCHAR,
+    status VARCHAR NOT NULL,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP,
+{_primary_key("tunings")}
+)""",
+    # One trial of a tuning: the parameters it sampled and the whole preset they make, its state
+    # (complete, pruned or failed; running or interrupted while unfinished), its scores over the
+    # validation pairs it registered, and the seconds it spent (registration, training).
+    "tuning_trials": f"""CREATE TABLE IF NOT EXISTS tuning_trials (
+    tuning_key VARCHAR NOT NULL,
+    trial INTEGER NOT NULL,
+    state VARCHAR NOT NULL,
+    sampled VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+    value DOUBLE,
+    mean_hd95 DOUBLE,
+    sdlogj DOUBLE,
+    folding_percent DOUBLE,
+    pairs_scored INTEGER,
+    pairs_failed INTEGER,
+    seconds DOUBLE,
+    training_seconds DOUBLE,
+    error VARCHAR,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP,
+{_primary_key("tuning_trials")}
+)""",
+    "tuning_pairs": f"""CREATE TABLE IF NOT EXISTS tuning_pairs (
+    tuning_key VARCHAR NOT NULL,
+    trial INTEGER NOT NULL,
+    fixed VARCHAR NOT NULL,
+    moving VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    mean_dice DOUBLE,
+    mean_hd95 DOUBLE,
+    sdlogj DOUBLE,
+    folding_percent DOUBLE,
+    seconds DOUBLE,
+    peak_memory_mb DOUBLE,
+    device VARCHAR,
+    finished_at TIMESTAMP,
+{_primary_key("tuning_pairs")}
+)""",
 }
 
 #: The views every read goes through: a pair's newest attempt, a configuration's newest complete
-#: run, a dataset's newest description.
+#: run, a dataset's newest description, and each tuned preset (method, tuned@DATASET) as the
+#: newest complete tuning of it defines it.
 VIEWS = """
 CREATE OR REPLACE VIEW latest_pairs AS
     SELECT * FROM pairs
@@ -145,6 +218,9 @@ CREATE OR REPLACE VIEW latest_runs AS
 CREATE OR REPLACE VIEW latest_datasets AS
     SELECT * FROM datasets
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY computed_at DESC) = 1;
+CREATE OR REPLACE VIEW tuned_presets AS
+    SELECT * FROM tunings WHERE status = 'complete' AND best_params IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY method, preset ORDER BY ended_at DESC) = 1;
 """
 
 #: The tables every warpbench store has, and those that arrived with schema version 2.
@@ -152,6 +228,8 @@ REQUIRED_TABLES = ("runs", "pairs", "labels", "datasets")
 TRAINING_TABLES = ("trainings", "training_curves")
 #: The tables that hold results, in the order they are merged and exported.
 RESULT_TABLES = REQUIRED_TABLES + TRAINING_TABLES
+#: The tables of tunings (schema version 5), in the order they are written.
+TUNING_TABLES = ("tunings", "tuning_trials", "tuning_pairs")
 
 
 def create(con) -> None:
