@@ -42,6 +42,20 @@ _ENVIRONMENT_COLUMNS = """\
     host VARCHAR,
 """
 
+#: How a registered pair came out: a run's pair and a tuning trial's pair alike.
+_PAIR_OUTCOME_COLUMNS = """\
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    mean_dice DOUBLE,
+    mean_hd95 DOUBLE,
+    sdlogj DOUBLE,
+    folding_percent DOUBLE,
+    seconds DOUBLE,
+    peak_memory_mb DOUBLE,
+    device VARCHAR,
+    finished_at TIMESTAMP,
+"""
+
 #: Each table's CREATE statement, by name, in the order a new file creates them.
 TABLES = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -66,17 +80,7 @@ TABLES = {
     fixed VARCHAR NOT NULL,
     moving VARCHAR NOT NULL,
     attempt INTEGER NOT NULL,
-    status VARCHAR NOT NULL,
-    error VARCHAR,
-    mean_dice DOUBLE,
-    mean_hd95 DOUBLE,
-    sdlogj DOUBLE,
-    folding_percent DOUBLE,
-    seconds DOUBLE,
-    peak_memory_mb DOUBLE,
-    device VARCHAR,
-    finished_at TIMESTAMP,
-{_primary_key("pairs")}
+{_PAIR_OUTCOME_COLUMNS}{_primary_key("pairs")}
 )""",
     "labels": f"""CREATE TABLE IF NOT EXISTS labels (
     run_id VARCHAR NOT NULL,
@@ -191,17 +195,7 @@ TABLES = {
     fixed VARCHAR NOT NULL,
     moving VARCHAR NOT NULL,
     position INTEGER NOT NULL,
-    status VARCHAR NOT NULL,
-    error VARCHAR,
-    mean_dice DOUBLE,
-    mean_hd95 DOUBLE,
-    sdlogj DOUBLE,
-    folding_percent DOUBLE,
-    seconds DOUBLE,
-    peak_memory_mb DOUBLE,
-    device VARCHAR,
-    finished_at TIMESTAMP,
-{_primary_key("tuning_pairs")}
+{_PAIR_OUTCOME_COLUMNS}{_primary_key("tuning_pairs")}
 )""",
 }
 
