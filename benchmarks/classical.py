@@ -85,6 +85,7 @@ class InMemoryDataset(Dataset):
     """Subjects held in memory: the deformed brains, so the runner scores them like any dataset."""
 
     kind = "in-memory"
+    aligned_by_default = True  # deformed copies of one subject: nothing to align affinely
 
     def __init__(self, name: str, options: dict, subjects: list[Subject],
                  labels: dict[int, str], test_pairs: list[Pair]):

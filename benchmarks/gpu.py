@@ -67,6 +67,7 @@ from learning import registration_figures, train_steps_per_second
 from warpbench import metrics
 from warpbench.config import build_dataset, load_config
 from warpbench.datasets import Subject
+from warpbench.methods import Grid, grid_keyword
 from warpbench.plugins import load_registry
 from warpbench.runner import run_with_limit
 from warpbench.spatial import validate_displacement, warp_labels
@@ -188,10 +189,12 @@ def run_tests(figures: Figures, args) -> None:
 
 def register_timed(method, params, fixed: Subject, movings: list[Subject], device, labels):
     """One call of ``register_batch`` on the pairs (fixed, each of ``movings``), timed as the
-    platform times a pair; the call's seconds and peak MB, and each pair's mean Dice."""
+    platform times a pair; the call's seconds and peak MB, and each pair's mean Dice. The pairs
+    are deformed copies of one subject: pre-aligned."""
+    grid = grid_keyword(method.register_batch, Grid(fixed.spacing, pre_aligned=True))
     measured = run_with_limit(
         lambda: method.register_batch([(fixed.image, m.image) for m in movings], dict(params),
-                                      device), None, device)
+                                      device, **grid), None, device)
     dice = [float(np.nanmean(metrics.dice(
                 fixed.labels, warp_labels(m.labels, validate_displacement(d, fixed.image.shape)),
                 labels)))

@@ -4,13 +4,17 @@ preset's test-split run beside ``literature`` and ``default``, with the paired t
 Everything it measures is kept under ``benchmarks/measured/tuning/`` (tracked by git) as it
 goes, so a sitting that ends early, or a fresh clone, resumes where the last one stopped:
 
-- ``trials/``: the store's tuning tables as Parquet, rewritten after every trial, and imported
-  into the working store before tuning (finished trials are not registered again);
+- ``store/``: ``warpbench export`` of the working store (the tunings with their trials and
+  pairs, and the test-split runs), rewritten after every trial and after the test-split runs,
+  and merged into the working store (``warpbench merge``) before anything runs, so finished
+  trials are not registered again and finished runs not run again;
 - ``<method>-<dataset>.csv``: one line per trial (state, validation Dice, folding, seconds and
   the sampled parameters), for reading;
-- ``runs/``: ``warpbench export`` of the test-split runs, merged back before running;
 - ``timing.json``: each sitting's wall-clock seconds and the trials it finished;
 - ``summary.md``: literature / default / tuned on the test split and the paired tests.
+
+The first sittings kept the tuning tables alone in ``trials/`` and an export of the runs in
+``runs/``; where there is no ``store/`` yet, the two are merged as one export.
 
     .venv/bin/python benchmarks/tuning.py [--method greedy] [--dataset hippocampus]
         [--trials 30] [--pairs 10] [--db results/tuning/wb.duckdb] [--no-test]
@@ -24,7 +28,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle thread
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,11 +64,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     store = Store(args.db)
-    if (out / "trials").is_dir():
-        added = store.import_tuning_tables(out / "trials")
-        print(f"resuming from {out / 'trials'}: {added}", file=sys.stderr)
-    if (out / "runs").is_dir():
-        warpbench(["merge", str(out / "runs"), "-o", args.db])
+    restore(store, out)
 
     registry = load_registry()
     config = load_config(args.config)
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
         return 1
 
     def exported(outcome):
-        store.export_tuning_tables(out / "trials")
+        save(store, out)
         write_trials_csv(store, outcome.key, out / f"{args.method}-{args.dataset}.csv")
 
     tuner = Tuner(registry, store, InProcessExecutor(), seed=args.seed, on_trial=exported,
@@ -97,10 +99,40 @@ def main(argv=None) -> int:
                         "--config", args.config,
                         "--dataset", args.dataset, "--method", f"{args.method}:literature",
                         "--method", args.method, "--method", f"{args.method}:{preset}"])
-    warpbench(["export", "--db", args.db, "--out", str(out / "runs")])
+    save(store, out)
     (out / "summary.md").write_text(summary(store, out / "timing.json"))
     print((out / "summary.md").read_text())
     return status
+
+
+def restore(store, out: Path) -> None:
+    """Merge what the earlier sittings kept (``store/``, or the first sittings' ``trials/`` and
+    ``runs/`` as one export) into the working store."""
+    if (out / "store").is_dir():
+        added = store.merge_from([out / "store"])
+        print(f"resuming from {out / 'store'}: added {added}", file=sys.stderr)
+        return
+    earlier = [f for folder in ("runs", "trials") for f in sorted((out / folder).glob("*.parquet"))]
+    if not earlier:
+        return
+    with tempfile.TemporaryDirectory(prefix="tuning-export-") as scratch:
+        for file in earlier:
+            shutil.copy(file, Path(scratch) / file.name)
+        added = store.merge_from([scratch])
+    print(f"resuming from {out / 'runs'} and {out / 'trials'}: added {added}", file=sys.stderr)
+
+
+def save(store, out: Path) -> None:
+    """Export the working store to ``out/store/``, replacing it whole (an interrupted export
+    leaves the previous one)."""
+    partial, previous = out / "store.partial", out / "store.previous"
+    shutil.rmtree(partial, ignore_errors=True)
+    store.export_tables(partial, "parquet")
+    shutil.rmtree(previous, ignore_errors=True)
+    if (out / "store").exists():
+        (out / "store").rename(previous)
+    partial.rename(out / "store")
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _trials_done(store, method: str, dataset: str) -> int:
@@ -143,7 +175,7 @@ def summary(store, timing: Path) -> str:
     sittings = json.loads(timing.read_text()) if timing.exists() else []
     lines = ["# Equal-budget tuning: literature, default and tuned on the test split", "",
              "Made by `benchmarks/tuning.py` (its docstring says how) from the store that the "
-             "tables beside this file (`trials/`, `runs/`) restore.", ""]
+             "export beside this file (`store/`) restores.", ""]
     tunings = store.tunings().sort_values(["dataset", "method"])
     for row in tunings.itertuples():
         mine = [s for s in sittings if s["method"] == row.method and s["dataset"] == row.dataset]

@@ -171,7 +171,7 @@ def board() -> pd.DataFrame:
         ("mystery", "default", None, None, "hippocampus", None, 9, 1, 0.6, 0.1,
          4.0, 0.1, 1.0, 2.0, 100.0, "r4", None),
     ]
-    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    return pd.DataFrame([(*row, None, True) for row in rows], columns=LEADERBOARD_COLUMNS)
 
 
 def test_display_columns_cover_the_store():
@@ -214,9 +214,10 @@ def test_display_table(board):
 
 def test_display_table_marks_a_training_dataset_as_the_store_does(board):
     trained = board.assign(train_dataset=["synthetic", "hippocampus", "synthetic", None],
-                           in_domain=[True, False, False, None])  # Store.leaderboard()'s column
+                           in_domain=[True, False, False, None],  # Store.leaderboard()'s columns
+                           same_labels=[True, False, True, None])
     assert tables.display_table(trained)["Trained on"].tolist() == [
-        "synthetic (in-domain)", "hippocampus (shifted)", "synthetic (shifted)",
+        "synthetic (in-domain)", "hippocampus (shifted, other labels)", "synthetic (shifted)",
         tables.MISSING_TEXT]
     assert tables.learning_configs(trained)["run_id"].tolist() == ["r1", "r2", "r3"]
 
@@ -338,7 +339,15 @@ def test_leaderboard_filters_from_the_url(monkeypatch, app_store):
     assert at.multiselect(key="preset").value == ["fast"]
     table = at.dataframe[0].value
     assert table[["Method", "Dataset"]].values.tolist() == [["greedy", "tiny-a"], ["greedy", "tiny-b"]]
-    assert table["Rank"].tolist() == [2, 1]  # ranks among every configuration on the dataset
+    # ranks among every configuration on the dataset, not among the rows shown: on tiny-a,
+    # greedy:default is there too
+    board = Store(app_store).leaderboard()
+    board = board[board["failed"] == 0]
+    fast = board[board["preset"] == "fast"].set_index("dataset")["dice"]
+    expected = [1 + int((board.loc[board["dataset"] == d, "dice"] > fast[d]).sum())
+                for d in ("tiny-a", "tiny-b")]
+    assert table["Rank"].tolist() == expected
+    assert len(board[board["dataset"] == "tiny-a"]) > len(board[board["dataset"] == "tiny-b"])
 
 
 def test_instrumentation_page_explains_what_it_waits_for(monkeypatch, app_store):

@@ -39,7 +39,7 @@ class ConstantShift(Method):
     family = "classical"
     presets = {"default": {"scale": 1.0, "reverse": False}}
 
-    def register(self, fixed, moving, params, device):
+    def register(self, fixed, moving, params, device, *, grid=None):
         values = [s * params["scale"] for s in CHECK_SHIFT]
         if params["reverse"]:
             values = values[::-1]
@@ -80,6 +80,19 @@ def test_a_sound_method_passes_every_rule_and_reports_time_and_memory():
     timing = report.result("time-and-memory").message
     assert " s and " in timing and "MB peak on cpu" in timing
     assert "+2.00, -1.50, +1.00" in report.result("pull-back-sign").message
+
+
+def test_a_method_written_before_the_grid_keeps_working_and_is_told_what_to_change():
+    class Older(ConstantShift):
+        def register(self, fixed, moving, params, device):  # no grid keyword
+            return super().register(fixed, moving, params, device)
+
+    report = check_method(with_preset(Older()))
+    assert report.ok and report.result("pull-back-sign").status == PASS
+    warning = report.result("takes-grid")
+    assert warning.status == WARN
+    assert "add `*, grid: warpbench.Grid = warpbench.Grid()`" in warning.message
+    assert check_method(with_preset(ConstantShift())).result("takes-grid").status == PASS
 
 
 def test_builtin_affine_and_identity_keep_the_contract():

@@ -97,13 +97,14 @@ def test_learning_runs_are_in_the_table_with_their_training_dataset_and_domain(s
     assert verdicts[("toy-learner", "toy-b", "toy-a")] == "same" and len(verdicts) == 6
 
 
-def test_the_summary_lists_the_train_and_test_datasets_that_do_not_fit(tmp_path):
+def test_the_summary_says_which_tests_are_shifted_and_on_another_label_protocol(tmp_path):
     (tmp_path / "datasets.yaml").write_text(TRAINING_CONFIG)
     registry = load_registry(extra_plugins=[ToyPlugin(), ToyLearningPlugin()])
     result = run_ci(registry, load_config(tmp_path / "datasets.yaml"), "default", tmp_path / "ci")
     assert result.exit_code == 0, result.markdown
-    assert "### Not evaluated\n\n- trained on toy-a, not evaluated on toy-renamed: " in result.markdown
+    assert "| toy-learner | labels | toy-renamed | toy-a (shifted, other labels) |" in result.markdown
     assert "| toy-learner | labels | toy-mapped | toy-a (shifted) |" in result.markdown
+    assert "| toy-learner | labels | toy-a | toy-a (in-domain) |" in result.markdown
 
 
 def test_ci_exits_1_on_an_injected_regression_and_0_when_equal(setup):

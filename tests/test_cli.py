@@ -100,7 +100,7 @@ def test_datasets_lists_availability_and_mi(workdir, capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert ("tiny: synthetic, 6 subjects (train 2, val 1, test 3), 3 test pairs, 22 labels, "
-            "MI(i;s)") in out
+            "pre-aligned, MI(i;s)") in out
     assert "elsewhere: unavailable: root" in out
 
 

@@ -62,6 +62,8 @@ def summary(study, pairs) -> pd.DataFrame:
         seconds=("seconds", "mean"), peak_memory_mb=("peak_memory_mb", "max"),
     ).reset_index()
     board["failed"] = 0
+    board["same_labels"] = board["in_domain"].map(lambda d: None if d is None else True)
+    board["pre_aligned"] = None
     return tables.summarise(board[LEADERBOARD_COLUMNS], pairs)
 
 
@@ -237,6 +239,19 @@ def test_box_stats_are_tukey_boxes(pairs, summary):
     fig = figures.box_figure(figures.box_stats(pairs, summary))
     assert {trace.name for trace in fig.data} == {"classical", "baseline", "learning"}
     assert all(t.marker.color == figures.family_colour(t.name) for t in fig.data)
+
+
+def test_the_heat_map_marks_a_test_on_another_label_protocol(summary):
+    trained = summary[summary["method"] == "vxm"].iloc[0]
+    marked = summary.assign(same_labels=[
+        False if run == trained["run_id"] else (None if pd.isna(t) else True)
+        for run, t in zip(summary["run_id"], summary["train_dataset"])])
+    cells = tables.other_label_cells(marked, "vxm", trained["preset"])
+    assert cells == {(trained["train_dataset"], trained["dataset"])}
+    fig = figures.domain_heatmap_figure(tables.domain_matrix(marked, "vxm", trained["preset"]),
+                                        other_labels=cells)
+    daggers = [text for row in fig.data[0].text for text in row if text.endswith(" †")]
+    assert len(daggers) == 1
 
 
 def test_every_figure_builds_on_the_study_and_on_nothing(summary, pairs):

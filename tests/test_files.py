@@ -23,7 +23,7 @@ from warpbench.testing import assert_dataset_contract
 from warpbench_decathlon import DecathlonDataset
 
 import warpbench_files
-from warpbench_files import FilesDataset, geometry
+from warpbench_files import FilesDataset, geometry, labeltables
 from warpbench_files.gridded import GridCutsLabels, GridCutsLabelsWarning
 from warpbench_files.reading import SubjectFileError
 
@@ -355,6 +355,65 @@ def test_analyze_pairs_read_plain_gzipped_and_mixed(tmp_path):
     assert loaded[0].spacing == (2.0, 2.0, 2.0)
 
 
+# --- labels found in the files, labels on the image's voxels, where the data comes from ----------
+
+
+def test_labels_found_are_every_value_the_label_maps_hold_read_once(scans, monkeypatch):
+    data = scans / "data"
+    image, labels = small_subject(2)
+    write(data / "s3_labels.nii.gz", np.where(labels == 2, 7, labels).astype(np.int16),
+          np.diag([2.0, 2.0, 2.0, 1.0]))  # s3 holds 1 and 7, the others 1 and 2
+    dataset = make(scans, labels="found")
+    assert dataset.labels == {1: "label_1", 2: "label_2", 7: "label_7"}
+    record = scans / "results/cache/datasets/scans/.found-labels.json"
+    assert record.is_file()
+    reads = []
+    real = labeltables.read_volume
+    monkeypatch.setattr(labeltables, "read_volume", lambda *a: reads.append(a[0]) or real(*a))
+    assert make(scans, labels="found").labels == dataset.labels and reads == []  # remembered
+    path = data / "s1_labels.nii.gz"
+    write(path, (small_subject(0)[1] * 4).astype(np.int16), np.diag([2.0, 2.0, 2.0, 1.0]))
+    os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns + 10**9))
+    assert make(scans, labels="found").labels == {
+        1: "label_1", 2: "label_2", 4: "label_4", 7: "label_7", 8: "label_8"}
+    assert reads == [path]  # only the changed file is read again
+    assert dataset.load("s1").id == "s1"  # the subjects load as ever
+
+
+def test_labels_found_with_no_readable_label_map_is_unavailable(scans):
+    for subject_id in ("s1", "s2", "s3"):
+        (scans / "data" / f"{subject_id}_labels.nii.gz").write_bytes(b"not a volume")
+    dataset = make(scans, labels="found")
+    assert dataset.labels == {}
+    available, reason = dataset.availability()
+    assert not available and "'labels: found' finds no label value above 0" in reason
+
+
+def test_label_geometry_image_puts_labels_on_the_image_voxels_whatever_their_header(tmp_path):
+    root = tmp_path / "data"
+    image, labels = small_subject(0)
+    write(root / "s1.nii.gz", image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    write(root / "s1_labels.nii.gz", labels, np.eye(4))  # a header without the voxel size
+    write(root / "s2.nii.gz", image, np.diag([2.0, 2.0, 2.0, 1.0]))
+    write(root / "s2_labels.nii.gz", labels[:, :, :-1], np.eye(4))  # one slice short
+    on_image = make(tmp_path, label_geometry="image")
+    np.testing.assert_array_equal(on_image.load("s1").labels, labels)
+    with pytest.raises(SubjectFileError) as error:
+        on_image.load("s2")
+    assert str(error.value).startswith(f"{root / 's2_labels.nii.gz'}: the label map has shape")
+    assert str(root / "s2.nii.gz") in str(error.value)
+    by_header = make(tmp_path, name="own").load("s1")  # the default: where the header puts it
+    assert np.count_nonzero(by_header.labels) < 0.5 * np.count_nonzero(labels)
+
+
+def test_obtain_is_told_while_the_root_is_missing(tmp_path):
+    dataset = make(tmp_path, obtain="scans.tar from https://example.org, extracted into data/")
+    assert dataset.availability() == (False, (
+        f"root {tmp_path / 'data'} does not exist; the data: scans.tar from "
+        "https://example.org, extracted into data/"))
+    assert make(tmp_path, labels="found").labels == {}  # nothing to read yet, and no error
+
+
 # --- the options -------------------------------------------------------------------------------
 
 
@@ -370,6 +429,9 @@ DROP = object()  # a key the block leaves out
     ({"labels": DROP, "labels_file": "table.txt"}, "option 'labels_file': "),
     ({"spacing": [1, 0, 1]}, "option 'spacing': must be 3 positive numbers"),
     ({"cut_labels": "ignore"}, "option 'cut_labels'"),
+    ({"labels": "all"}, "option 'labels': must be a mapping of positive label values to names, "
+                        "or 'found'"),
+    ({"label_geometry": "world"}, "option 'label_geometry'"),
     ({"file": PATTERNS}, "unknown option 'file'"),
 ])
 def test_bad_blocks_fail_naming_the_dataset_and_the_option(scans, options, message):

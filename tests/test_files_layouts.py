@@ -103,7 +103,7 @@ def test_a_learn2reg_task_gives_its_subjects_labels_and_official_pairs(task_dir)
     assert dataset.modality == {"0": "MR"} and dataset.task_name == "OASIS"
     assert dataset.license == "OASIS Data Use Agreement"
     assert dataset.citation.startswith("Marcus et al. 2007; Hering A")
-    assert dataset.grid == SHAPE and dataset.settings.pre_aligned is False
+    assert dataset.grid == SHAPE and dataset.pre_aligned is False
     # registration_test names unlabelled test volumes, so the validation pairs are the test set
     assert dataset.official.test_source == "registration_val"
     assert dataset.pairs("test") == [Pair("OASIS_0005_0000", "OASIS_0004_0000"),
@@ -219,7 +219,7 @@ def neurite_root(root, ids=("0001", "0002", "0003")):
 def test_the_neurite_oasis_layout_names_its_35_labels_from_its_colour_table(tmp_path):
     neurite_root(tmp_path / "neurite-oasis")
     dataset = NeuriteOasisDataset("oasis", {"root": "neurite-oasis"}, tmp_path)
-    assert dataset.grid == (160, 192, 224) and dataset.settings.pre_aligned is True
+    assert dataset.grid == (160, 192, 224) and dataset.pre_aligned is True
     assert dataset.all_subjects() == ["0001", "0002", "0003"]
     assert len(dataset.labels) == 35
     assert dataset.labels[1] == "Left-Cerebral-White-Matter" and dataset.labels[35] == SEG35[-1]

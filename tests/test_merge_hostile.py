@@ -286,3 +286,23 @@ def test_a_source_that_repeats_a_training_key_is_refused(tmp_path, capsys):
     assert main(["merge", str(source), "-o", str(tmp_path / "out.duckdb")]) == 2
     assert "table trainings has 2 rows for training_key 'k1'" in capsys.readouterr().err
     assert not (tmp_path / "out.duckdb").exists()
+
+
+def test_a_store_of_schema_4_without_tuning_tables_merges(source, tmp_path, capsys):
+    """Before version 5 a store had no tunings: its runs merge, and the output's tunings stay."""
+    path, run, _ = source
+    edit(path, "DROP VIEW latest_runs", "DROP VIEW tuned_presets",
+         "DROP TABLE tuning_pairs", "DROP TABLE tuning_trials", "DROP TABLE tunings",
+         "ALTER TABLE runs DROP COLUMN pre_aligned", "ALTER TABLE runs DROP COLUMN same_labels",
+         "CREATE VIEW latest_runs AS SELECT * FROM runs WHERE status = 'complete' QUALIFY "
+         "row_number() OVER (PARTITION BY config_key ORDER BY started_at DESC) = 1",
+         "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    out = tmp_path / "all.duckdb"
+    assert main(["merge", str(path), "-o", str(out)]) == 0
+    assert ("added 1 runs, 2 pairs, 4 labels, 1 datasets, 1 run_sources, 0 trainings, "
+            "0 training_curves, 0 tunings, 0 tuning_trials, 0 tuning_pairs") in \
+        capsys.readouterr().out
+    assert list(table(out, "runs")["run_id"]) == [run]
+    assert Store(out).tunings().empty
+    assert main(["merge", str(path), "-o", str(out)]) == 0  # and again, as no conflict
+    assert "added 0 runs, 0 pairs" in capsys.readouterr().out

@@ -173,7 +173,7 @@ def test_in_domain_is_a_trained_run_tested_on_its_training_dataset():
 
 def test_a_run_resumed_on_the_last_release_store_scores_nothing_it_already_has(tmp_path):
     """Same datasets.yaml, methods and seed as the release used: every configuration whose method
-    version is unchanged is found complete, so nothing is scored; the fingerprints and config
+    version is unchanged is found complete, so nothing of it is scored; the fingerprints and config
     keys are what that release computed. The release's VoxelMorph training (method version 1) is
     not reused by version 2, whose recipe trains other weights (issue 16)."""
     path = copy_release_store(tmp_path)
@@ -184,10 +184,12 @@ def test_a_run_resumed_on_the_last_release_store_scores_nothing_it_already_has(t
                      ["identity", "affine"], ["fixture-a", "fixture-b"])
     assert len(plan.runs) == 4 and not plan.unavailable and not plan.unavailable_methods
     summary = Scheduler(registry, store, InProcessExecutor("cpu"), progress=False).run(plan)
-    assert summary.runs_up_to_date == 4 and summary.runs_done == 0 and summary.pairs_ok == 0
+    # identity is found complete on both datasets; affine's version 2 (issue 15: its LNCC window
+    # in mm) is a new configuration, scored anew beside the release's version-1 runs.
+    assert summary.runs_up_to_date == 2 and summary.runs_done == 2
     assert not summary.failures and not summary.skipped
-    assert count(store, "SELECT count(*) FROM pairs") == pairs
-    assert count(store, "SELECT count(*) FROM runs") == 6
+    assert count(store, "SELECT count(*) FROM pairs") == pairs + summary.pairs_ok
+    assert count(store, "SELECT count(*) FROM runs") == 8
     assert set(summary.run_ids) < set(store.leaderboard()["run_id"])
     stored = store.trainings()
     assert stored["method_version"].tolist() == ["1"]

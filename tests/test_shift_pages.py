@@ -85,7 +85,7 @@ def test_the_report_shows_the_matrix_and_the_margins_under_shift(shift_frames):
         "## More training steps, in domain"]
     assert "| config | trained_on | hip | hip-noise |" in text
     assert "| voxelmorph:labels | hip | **0.85" in text  # in bold on its own training set
-    assert "| hip-noise | voxelmorph:labels | hip | 12 |" in text
+    assert "| hip-noise | voxelmorph:labels | hip | own | 12 |" in text
 
 
 # --- the supervision page: the in-domain finding stays in domain ---------------------------------

@@ -115,7 +115,8 @@ def test_the_leaderboard_reads_in_domain_as_stored_and_a_bulk_append_fills_it_in
         store.record_pair(state.run_id, 1, ok("a", "b"))
         store.end_run(state.run_id, "complete")
     board = store.leaderboard()
-    assert list(board.columns) == LEADERBOARD_COLUMNS and LEADERBOARD_COLUMNS[-1] == "in_domain"
+    assert list(board.columns) == LEADERBOARD_COLUMNS
+    assert LEADERBOARD_COLUMNS[-3:] == ["in_domain", "same_labels", "pre_aligned"]
     expected = {(None, "d"): None, ("d", "d"): True, ("d", "e"): False}
     assert domains(board) == expected
 
@@ -264,7 +265,7 @@ def test_a_store_without_a_recorded_version_is_version_1_and_is_upgraded(tmp_pat
     assert Store(path).training("nothing") is None  # the training tables exist now
     upgraded = Store(path).leaderboard()
     assert upgraded["in_domain"].isna().all()  # none of them was trained
-    columns = LEADERBOARD_COLUMNS[:-1]
+    columns = LEADERBOARD_COLUMNS[:-3]
     pd.testing.assert_frame_equal(upgraded[columns], board[columns])
 
 

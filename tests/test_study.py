@@ -13,11 +13,13 @@ PAIRS = 12
 
 def frames(runs: dict[str, tuple], scores: dict[str, np.ndarray], params: dict[str, dict]):
     """The leaderboard, pair-score and run frames as the store returns them: ``runs`` maps a run
-    id to (method, preset, family, supervision, dataset, train_dataset); ``in_domain`` is what
-    the store records with a trained run."""
+    id to (method, preset, family, supervision, dataset, train_dataset); ``in_domain`` and
+    ``same_labels`` are what the store records with a trained run (a training dataset named
+    ``other-...`` has another label protocol)."""
     board = pd.DataFrame(
         [dict(zip(["method", "preset", "family", "supervision", "dataset", "train_dataset"], v),
-              run_id=k, in_domain=None if v[5] is None else v[5] == v[4])
+              run_id=k, in_domain=None if v[5] is None else v[5] == v[4],
+              same_labels=None if v[5] is None else not v[5].startswith("other-"))
          for k, v in runs.items()])
     pairs = pd.DataFrame([
         {"run_id": run_id, "fixed": f"f{i}", "moving": f"m{i}", "status": "ok", "mean_dice": dice}
@@ -34,6 +36,7 @@ def store_frames():
         "syn": ("syn", "default", "classical", "none", "a", None),
         "vxm-a": ("voxelmorph", "default", "learning", "none", "a", "a"),  # clearly worse
         "vxm-b": ("voxelmorph", "default", "learning", "none", "a", "b"),  # worse still: shifted
+        "vxm-o": ("voxelmorph", "default", "learning", "none", "a", "other-c"),  # other labels
         "sup-a": ("voxelmorph", "labels", "learning", "labels", "a", "a"),  # clearly better
         "tie-a": ("lkunet", "default", "learning", "none", "a", "a"),  # the same up to noise
         "long-a": ("voxelmorph", "default-long", "learning", "none", "a", "a"),  # 4x steps
@@ -42,12 +45,13 @@ def store_frames():
         "syn": classical,
         "vxm-a": classical - 0.20 + 0.01 * rng.standard_normal(PAIRS),
         "vxm-b": classical - 0.30 + 0.01 * rng.standard_normal(PAIRS),
+        "vxm-o": classical - 0.30 + 0.01 * rng.standard_normal(PAIRS),
         "sup-a": classical + 0.05 + 0.01 * rng.standard_normal(PAIRS),
         "tie-a": classical + 0.001 * np.where(np.arange(PAIRS) % 2, 1, -1),
     }
     scores["long-a"] = scores["vxm-a"] + 0.05 + 0.01 * rng.standard_normal(PAIRS)
     network = {"steps": 300, "supervision": "none", "learning_rate": 1e-3}
-    params = {"vxm-a": network, "vxm-b": network, "long-a": {**network, "steps": 1200},
+    params = {"vxm-a": network, "vxm-b": network, "vxm-o": network, "long-a": {**network, "steps": 1200},
               "sup-a": {**network, "supervision": "labels"}, "tie-a": network}
     return frames(runs, scores, params)
 
@@ -77,9 +81,19 @@ def test_the_shift_change_is_the_networks_own_drop(store_frames):
     table = study.shift_changes(study.pair_scores(*store_frames))
     assert table["config"].tolist() == ["voxelmorph:default"]  # the only one trained twice
     row = table.iloc[0]
-    assert row["trained_on"] == "b"
+    assert row["trained_on"] == "b, other-c (other labels)"
     assert row["change"] == pytest.approx(-0.10, abs=0.01)
     assert row["verdict"] == "worse under shift"
+
+
+def test_a_shifted_network_on_another_label_protocol_is_marked_so(store_frames):
+    scores = study.pair_scores(*store_frames)
+    table = study.shifted_margins(scores, "none").set_index("trained_on")
+    assert table["labels"].to_dict() == {"b": "own", "other-c": "other"}
+    assert (table["verdict"] == "classical better").all()
+    text = study.report(*store_frames)
+    assert "| voxelmorph:default | other-c | 0." in text and " † |" in text
+    assert "| a | voxelmorph:default | other-c | other | 12 |" in text
 
 
 def test_failed_pairs_are_left_out_of_every_comparison(store_frames):

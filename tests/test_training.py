@@ -36,30 +36,33 @@ def rows(store, sql):
         return con.execute(sql).fetchall()
 
 
-def test_the_matrix_records_training_dataset_domain_and_supervision(setup):
+def test_the_matrix_records_training_dataset_domain_labels_and_supervision(setup):
     registry, config, store, learner = setup
+    names = ["toy-a", "toy-b", "toy-renamed"]
     summary = run(registry, config, store, ["toy-learner", "toy-learner:labels", "toy-shift"],
-                  ["toy-a", "toy-b", "toy-renamed"])
-    # Trained on a, b and renamed (each has train subjects), per preset; a and b evaluate on each
-    # other, renamed only on itself (its labels differ).
+                  names)
+    # Trained on a, b and renamed (each has train subjects), per preset; every network is tested
+    # on all three, renamed's labels being another protocol than a's and b's.
     assert summary.trainings_done == 6 and summary.trainings_failed == 0
-    assert summary.runs_done == 2 * (2 + 2 + 1) + 3 and summary.pairs_failed == 0
+    assert summary.runs_done == 2 * 3 * 3 + 3 and summary.pairs_failed == 0
     runs = store.runs()
     learned = runs[runs["method"] == "toy-learner"]
-    matrix = {(r.preset, r.train_dataset, r.dataset): r.in_domain for r in learned.itertuples()}
-    assert matrix == {(p, t, e): t == e for p in ("default", "labels")
-                      for t, e in [("toy-a", "toy-a"), ("toy-a", "toy-b"), ("toy-b", "toy-a"),
-                                   ("toy-b", "toy-b"), ("toy-renamed", "toy-renamed")]}
+    matrix = {(r.preset, r.train_dataset, r.dataset): (r.in_domain, r.same_labels)
+              for r in learned.itertuples()}
+    renamed = "toy-renamed".__eq__
+    assert matrix == {(p, t, e): (t == e, renamed(t) == renamed(e))
+                      for p in ("default", "labels") for t in names for e in names}
     assert learned.groupby("preset")["supervision"].agg(set).to_dict() == {
         "default": {"none"}, "labels": {"labels"}}  # the preset's, not the method's
     classical = runs[runs["method"] == "toy-shift"]
     assert classical["train_dataset"].isna().all() and classical["in_domain"].isna().all()
+    assert classical["same_labels"].isna().all()
     # Every learning run registered with the weights of its own training.
     trainings = store.trainings().set_index("training_key")
     assert set(learned["training_key"]) == set(trainings.index)
     assert {Path(w) for w in trainings["weights"]} == learner.registered_with
     board = store.leaderboard()
-    assert len(board[board["method"] == "toy-learner"]) == 10  # two presets: two configurations
+    assert len(board[board["method"] == "toy-learner"]) == 18  # two presets: two configurations
     assert sorted(summary.run_ids) == sorted(runs["run_id"])
 
 
@@ -154,20 +157,40 @@ def test_a_failed_training_is_recorded_and_its_evaluations_skipped(setup):
     assert store.trainings().set_index("train_dataset").loc["toy-b", "status"] == "complete"
 
 
-def test_incompatible_labels_are_skipped_with_the_reason_and_label_map_reconciles(setup):
+def test_a_network_is_scored_on_another_protocol_with_its_labels_and_label_map_reconciles(setup):
     registry, config, store, _ = setup
-    plan = make_plan(registry, config, ["toy-learner"], ["toy-a", "toy-renamed", "toy-mapped"])
+    datasets = ["toy-a", "toy-renamed", "toy-mapped"]
+    plan = make_plan(registry, config, ["toy-learner"], datasets)
     assert [str(t) for t in plan.trainings] == ["toy-learner:default trained on toy-a",
                                                 "toy-learner:default trained on toy-renamed"]
-    reason = plan.skipped[("toy-a", "toy-renamed")]
-    assert "labels differ between 'toy-a' and 'toy-renamed'" in reason
-    assert "only in toy-a: box" in reason and "only in toy-renamed: cube" in reason
-    assert ("toy-renamed", "toy-a") in plan.skipped
-    # toy-mapped names its cube "box": a network trained on toy-a is evaluated on it, and one
-    # trained on toy-renamed (cube) is not. toy-mapped has no train subjects: nothing trains on it.
+    # Every network is tested everywhere; the plan says which tests are on another protocol.
     assert {(r.train_dataset, r.dataset) for r in plan.runs} == {
-        ("toy-a", "toy-a"), ("toy-a", "toy-mapped"), ("toy-renamed", "toy-renamed")}
-    assert ("toy-renamed", "toy-mapped") in plan.skipped
+        (t, e) for t in ("toy-a", "toy-renamed") for e in datasets}
+    note = plan.other_labels[("toy-a", "toy-renamed")]
+    assert "scored on toy-renamed's own labels, another protocol than toy-a's" in note
+    assert "only in toy-a: box" in note and "only in toy-renamed: cube" in note
+    # toy-mapped names its cube "box": toy-a's protocol, not toy-renamed's.
+    assert set(plan.other_labels) == {("toy-a", "toy-renamed"), ("toy-renamed", "toy-a"),
+                                      ("toy-renamed", "toy-mapped")}
+
+    scheduler = Scheduler(registry, store, InProcessExecutor("cpu"), progress=False)
+    assert scheduler.run(plan).pairs_failed == 0
+    board = store.leaderboard().set_index(["train_dataset", "dataset"])
+    assert board.loc[("toy-a", "toy-renamed"), "same_labels"] == False  # noqa: E712
+    assert board.loc[("toy-a", "toy-mapped"), "same_labels"] == True  # noqa: E712
+    # Scored with the tested dataset's labels: toy-renamed's cube and slab.
+    run_id = board.loc[("toy-a", "toy-renamed"), "run_id"]
+    assert set(store.label_scores(run_id)["label"]) == {1, 2}
+
+
+def test_a_block_of_the_same_domain_is_in_domain(setup):
+    registry, config, store, _ = setup
+    summary = run(registry, config, store, ["toy-learner"], ["toy-a", "toy-b", "toy-a-heldout"],
+                  train_on=["toy-a"])
+    assert summary.pairs_failed == 0
+    runs = store.runs().set_index("dataset")
+    # toy-a-heldout declares domain toy-a: held-out subjects of the same source, not a shift.
+    assert runs["in_domain"].to_dict() == {"toy-a": True, "toy-a-heldout": True, "toy-b": False}
 
 
 def test_train_on_chooses_the_training_datasets(setup):
@@ -209,15 +232,18 @@ def test_the_train_command_trains_without_evaluating(cli, tmp_path, capsys):
                  "--dataset", "toy-renamed"]) == 0
     err = capsys.readouterr().err
     assert "done: 0 trainings run, 2 cached" in err and len(cli.trained) == 2
-    assert "not evaluating networks trained on toy-a on toy-renamed: labels differ" in err
+    assert ("networks trained on toy-a, tested on toy-renamed: scored on toy-renamed's own "
+            "labels, another protocol than toy-a's") in err
 
     assert main(["leaderboard", "--db", "out/wb.duckdb"]) == 0
     table = capsys.readouterr().out
-    assert "trained_on" in table and "in-domain" in table and "shifted" not in table
+    assert "trained_on" in table and "in-domain" in table and "shifted, other labels" in table
     assert main(["leaderboard", "--db", "out/wb.duckdb", "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert {(r["train_dataset"], r["dataset"], r["in_domain"]) for r in records} == {
-        ("toy-a", "toy-a", True), ("toy-renamed", "toy-renamed", True)}
+    assert {(r["train_dataset"], r["dataset"], r["in_domain"], r["same_labels"])
+            for r in records} == {
+        ("toy-a", "toy-a", True, True), ("toy-renamed", "toy-renamed", True, True),
+        ("toy-a", "toy-renamed", False, False), ("toy-renamed", "toy-a", False, False)}
 
 
 def test_a_suite_naming_an_unregistered_method_names_it(cli, tmp_path, capsys):

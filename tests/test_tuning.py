@@ -24,6 +24,7 @@ from warpbench.hookspecs import hookimpl
 from warpbench.options import OptionsError
 from warpbench.search_space import Choice, FloatRange, IntRange, check_space
 from warpbench.store import SCHEMA_VERSION, Store
+from warpbench.store.schema import KEYS
 from warpbench import tuning
 from warpbench.tuning import Budget, SplitLeak, Tuner, TuningError
 
@@ -84,6 +85,15 @@ class StepsShift(TunableShift):
     search_space = {"shift": FloatRange(-2.0, 2.0), "steps": IntRange(1, 3)}
 
 
+class OffsetShift(TunableShift):
+    """The same, its default outside its space, so every trial is sampled and two seeds find
+    different best parameters."""
+
+    name = "toy-tunable-offset"
+    presets = {"default": {"shift": 0.0, "spread": 1.0}}
+    search_space = {"shift": FloatRange(0.5, 2.0)}
+
+
 class FixedMethod(Method):
     name = "toy-fixed"
     family = "baseline"
@@ -113,10 +123,12 @@ class PeekingLearner(TunableLearner):
 class Plugin:
     def __init__(self):
         self.tunable, self.steps, self.learner = TunableShift(), StepsShift(), TunableLearner()
+        self.offset = OffsetShift()
 
     @hookimpl
     def register_methods(self, register):
-        for method in (self.tunable, self.steps, FixedMethod(), self.learner, PeekingLearner()):
+        for method in (self.tunable, self.steps, FixedMethod(), self.learner, PeekingLearner(),
+                       self.offset):
             register(method)
 
     @hookimpl
@@ -126,11 +138,14 @@ class Plugin:
 
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
-    """The toy plugin, loaded by every registry the commands load, in a folder with CONFIG."""
+    """The toy plugin, loaded by every registry the commands load, in a folder with CONFIG; the
+    commands compute in this process, where the plugin is (a pool worker loads installed
+    plugins only)."""
     (tmp_path / "datasets.yaml").write_text(CONFIG)
     plugin = Plugin()
     monkeypatch.setattr(plugin_loading, "load_registry",
                         partial(plugin_loading.load_registry, extra_plugins=[plugin]))
+    monkeypatch.setenv("WARPBENCH_EXECUTOR", "inprocess")
     monkeypatch.chdir(tmp_path)
     return plugin
 
@@ -421,23 +436,217 @@ def test_the_last_releases_store_upgrades_to_the_tuning_tables(tmp_path):
     store.initialise()
     with duckdb.connect(str(path), read_only=True) as con:
         version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert version == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 5
+    assert version == (str(SCHEMA_VERSION),) and SCHEMA_VERSION >= 5
     assert Store(path).tuning_trials().empty and Store(path).tuned_presets().empty
     assert len(Store(path).runs()) == len(runs)
 
 
-def test_tuning_tables_travel_as_files_and_come_back_without_duplicates(toy, tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_and_merge_carry_the_tunings_stored_once_and_the_copy_resumes(toy, tmp_path,
+                                                                             fmt):
     registry, tune = tuner("wb.duckdb")
     tune.tune("toy-tunable", dataset(registry), Budget(trials=2), pairs=3)
-    Store("wb.duckdb").export_tuning_tables(tmp_path / "tables")
-    assert Store("copy.duckdb").import_tuning_tables(tmp_path / "tables") == {
-        "tunings": 1, "tuning_trials": 2, "tuning_pairs": 6}
-    assert Store("copy.duckdb").import_tuning_tables(tmp_path / "tables") == {
-        "tunings": 0, "tuning_trials": 0, "tuning_pairs": 0}
+    written = {p.name for p in Store("wb.duckdb").export_tables(tmp_path / "tables", fmt)}
+    assert {f"{t}.{fmt}" for t in ("tunings", "tuning_trials", "tuning_pairs")} <= written
+    added = Store("copy.duckdb").merge_from([tmp_path / "tables"])
+    assert (added["tunings"], added["tuning_trials"], added["tuning_pairs"]) == (1, 2, 6)
+    again = Store("copy.duckdb").merge_from([tmp_path / "tables", "wb.duckdb"])
+    assert (again["tunings"], again["tuning_trials"], again["tuning_pairs"]) == (0, 0, 0)
     assert sampled("copy.duckdb") == sampled("wb.duckdb")
+    for table in ("tunings", "tuning_trials", "tuning_pairs"):
+        with duckdb.connect("copy.duckdb", read_only=True) as con:
+            keys = con.execute(f"SELECT count(*), count(DISTINCT ({', '.join(KEYS[table])})) "
+                               f"FROM {table}").fetchone()
+        assert keys[0] == keys[1], table
+    assert Store("copy.duckdb").tuned_presets()["best_params"].tolist() == \
+        Store("wb.duckdb").tuned_presets()["best_params"].tolist()
+    toy.tunable.seen.clear()
     registry, tune = tuner("copy.duckdb")  # and the copy resumes the tuning
     tune.tune("toy-tunable", dataset(registry), Budget(trials=3), pairs=3)
-    assert sampled("copy.duckdb")[:2] == sampled("wb.duckdb")
+    assert sampled("copy.duckdb")[:2] == sampled("wb.duckdb") and len(toy.tunable.seen) == 3
+
+
+def test_a_tuning_that_went_on_elsewhere_merges_as_its_progress_either_way(toy, tmp_path):
+    """A copy that finished more trials, or the interrupted trial, is the same tuning further
+    on: merged in, the output takes its state; merged the other way, nothing changes."""
+    toy.tunable.interrupt_at = 5  # the second pair of trial 1
+    registry, tune = tuner("early.duckdb")
+    with pytest.raises(KeyboardInterrupt):
+        tune.tune("toy-tunable", dataset(registry), Budget(trials=4), pairs=3)
+    toy.tunable.interrupt_at = None
+    shutil.copy("early.duckdb", "late.duckdb")
+    registry, tune = tuner("late.duckdb")
+    tune.tune("toy-tunable", dataset(registry), Budget(trials=4), pairs=3)
+
+    out = Store(tmp_path / "out.duckdb")
+    out.merge_from(["early.duckdb"])
+    assert out.tunings()["status"].tolist() == ["interrupted"] and out.tuned_presets().empty
+    added = out.merge_from(["late.duckdb"])
+    # trials 2 and 3 are new, and trial 1's other two pairs; trial 1 is finished, the tuning too
+    assert (added["tunings"], added["tuning_trials"], added["tuning_pairs"]) == (0, 2, 8)
+    late = Store("late.duckdb")
+    key = late.tunings()["tuning_key"][0]
+    assert out.tunings().equals(late.tunings()) and not out.tuned_presets().empty
+    assert out.tuning_trials(key).equals(late.tuning_trials(key))
+    assert out.tuning_pairs(key).equals(late.tuning_pairs(key))
+    assert sum(out.merge_from(["early.duckdb"]).values()) == 0  # an earlier state adds nothing
+    assert out.tunings().equals(late.tunings())
+    both = Store(tmp_path / "both.duckdb")  # both at once, in one transaction, in either order
+    both.merge_from(["early.duckdb", "late.duckdb", "early.duckdb"])
+    assert both.tunings().equals(out.tunings()) and sampled(both.path) == sampled(out.path)
+
+
+@pytest.mark.parametrize("tamper, says", [
+    ("UPDATE tunings SET method_version = 'forged'",
+     "its row differs: method_version '"),
+    ("UPDATE tunings SET best_value = 0.999",
+     "its row differs: best_value"),
+    ("UPDATE tuning_trials SET value = 0.999 WHERE trial = 1",
+     "trial 1 differs: value"),
+    ("UPDATE tuning_trials SET sampled = '{\"shift\": 1.0, \"spread\": 1.0}' WHERE trial = 0",
+     "trial 0 differs: sampled"),
+    ("UPDATE tuning_pairs SET mean_dice = 0.999 WHERE trial = 0 AND position = 0",
+     "of trial 0 differs: mean_dice"),
+    ("INSERT INTO tuning_pairs SELECT * REPLACE ('s9' AS moving) FROM tuning_pairs "
+     "WHERE trial = 0 AND position = 0",
+     "<- s9 of trial 0 is in the source but not in this trial, finished in the output"),
+    ("DELETE FROM tuning_pairs WHERE trial = 1 AND position = 2",
+     "of trial 1 is in the output but not in the source, which finished the trial too"),
+])
+def test_a_source_that_tells_a_tuning_otherwise_is_refused_whole(toy, tmp_path, capsys, tamper,
+                                                                 says):
+    registry, tune = tuner("wb.duckdb")
+    tune.tune("toy-tunable", dataset(registry), Budget(trials=2), pairs=3)
+    out = tmp_path / "out.duckdb"
+    Store(out).merge_from(["wb.duckdb"])
+    before = Store(out).tuning_trials()
+    shutil.copy("wb.duckdb", "tampered.duckdb")
+    with duckdb.connect("tampered.duckdb") as con:
+        con.execute(tamper)
+    assert main(["merge", "tampered.duckdb", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    key = Store("wb.duckdb").tunings()["tuning_key"][0]
+    assert err.startswith(f"error: tampered.duckdb: refused, it contradicts {out} on tuning "
+                          f"{key} (toy-tunable on toy-a): ") and err.count("\n") == 1, err
+    assert says in err and "nothing of tampered.duckdb was merged" in err
+    assert Store(out).tuning_trials().equals(before)
+
+
+def test_a_source_that_repeats_a_trial_is_refused(toy, capsys):
+    registry, tune = tuner("wb.duckdb")
+    tune.tune("toy-tunable", dataset(registry), Budget(trials=1), pairs=2)
+    with duckdb.connect("wb.duckdb") as con:
+        con.execute("CREATE TABLE doubled AS SELECT * FROM tuning_trials UNION ALL "
+                    "SELECT * REPLACE (0.5 AS value) FROM tuning_trials")
+        con.execute("DROP TABLE tuning_trials")
+        con.execute("ALTER TABLE doubled RENAME TO tuning_trials")
+    assert main(["merge", "wb.duckdb", "-o", "out.duckdb"]) == 2
+    assert "table tuning_trials has 2 rows for tuning_key " in capsys.readouterr().err
+    assert not Path("out.duckdb").exists()
+
+
+# --- a tuned run, replayed; a preset tuned again -------------------------------------------------
+def _tuned_runs(store: Store, method: str = "toy-tunable-offset"):
+    runs = store.runs()
+    return runs[(runs["method"] == method) & (runs["preset"] == "tuned@toy-a")] \
+        .sort_values("started_at")
+
+
+def test_a_tuned_run_replays_with_its_stored_parameters_to_the_same_score(toy, capsys):
+    from warpbench import replay
+
+    assert main(["tune", "toy-tunable-offset", "--dataset", "toy-a", "--trials", "2", "--pairs",
+                 "2", "--quiet"]) == 0
+    assert main(["run", "--quiet", "--dataset", "toy-a", "--method",
+                 "toy-tunable-offset:tuned@toy-a"]) == 0
+    store = Store("results/warpbench.duckdb")
+    run = _tuned_runs(store).iloc[0].to_dict()
+    params = json.loads(run["params"])
+    vars(toy.offset).pop("presets")  # what `warpbench run` added to the plugin's instance
+    registry = plugin_loading.load_registry()  # no tuned presets added: none is needed
+    assert "tuned@toy-a" not in registry.methods["toy-tunable-offset"].presets
+    again = replay.prepare(registry, load_config("datasets.yaml"), run)
+    assert again.params == params
+    for stored in store.pairs(run["run_id"]).itertuples():
+        pair = again.register(stored.fixed, stored.moving, "cpu")
+        assert pair.result.status == "ok"
+        assert pair.result.mean_dice == pytest.approx(stored.mean_dice, abs=1e-9)
+        assert np.allclose(pair.result.displacement[0], params["shift"] * params["spread"])
+    refused = {**run, "params": json.dumps({**params, "shfit": 1.0})}
+    with pytest.raises(replay.ReplayError, match="used tuned parameters that the installed "
+                                                 "`toy-tunable-offset` refuses: .*'shfit'"):
+        replay.prepare(registry, load_config("datasets.yaml"), refused)
+
+
+def test_a_preset_tuned_again_shows_only_its_newest_definitions_run_on_the_leaderboard(toy):
+    from warpbench import replay
+
+    common = ["--dataset", "toy-a", "--trials", "2", "--pairs", "2", "--quiet"]
+    run_tuned = ["run", "--quiet", "--dataset", "toy-a", "--method",
+                 "toy-tunable-offset:tuned@toy-a", "--method", "toy-tunable-offset"]
+    store = Store("results/warpbench.duckdb")
+    assert main(["tune", "toy-tunable-offset", *common, "--seed", "0"]) == 0
+    assert main(run_tuned) == 0
+    first = store.tuned_presets()["best_params"].tolist()
+    assert main(["tune", "toy-tunable-offset", *common, "--seed", "1"]) == 0
+    newest = store.tuned_presets()["best_params"].tolist()
+    assert len(store.tunings()) == 2 and len(newest) == 1 and newest != first
+    assert main(run_tuned) == 0
+    runs = _tuned_runs(store)
+    assert runs["params"].tolist() == [*first, *newest]  # both runs stay in the store
+
+    board = store.leaderboard()
+    mine = board[board["method"] == "toy-tunable-offset"]
+    assert sorted(mine["preset"]) == ["default", "tuned@toy-a"]  # one row for the tuned preset
+    assert mine.set_index("preset").loc["tuned@toy-a", "run_id"] == runs["run_id"].iloc[-1]
+    assert set(store.pair_scores()["run_id"]) <= set(board["run_id"])
+    # The past definition's run still replays, with its own parameters, not the preset's now.
+    assert toy.offset.presets["tuned@toy-a"] == json.loads(newest[0])
+    old = runs.iloc[0].to_dict()
+    again = replay.prepare(plugin_loading.load_registry(), load_config("datasets.yaml"), old)
+    assert again.params == json.loads(first[0])
+
+
+# --- the executor ------------------------------------------------------------------------------
+class ShuffledExecutor(InProcessExecutor):
+    """Hands a run's results back in another order than its pairs', as workers may."""
+
+    def evaluate(self, work):
+        yield from reversed(list(super().evaluate(work)))
+
+
+def test_a_trial_takes_its_results_in_pair_order_whatever_order_they_come_in(toy, monkeypatch):
+    monkeypatch.setattr(tuning, "STARTUP_TRIALS", 2)
+    monkeypatch.setattr(tuning, "PRUNE_STARTUP_TRIALS", 2)
+    monkeypatch.setattr(tuning, "PRUNE_WARMUP_PAIRS", 1)
+    outcomes = {}
+    for name, executor in [("ordered", InProcessExecutor("cpu")),
+                           ("shuffled", ShuffledExecutor("cpu"))]:
+        registry = plugin_loading.load_registry()
+        tune = Tuner(registry, Store(f"{name}.duckdb"), executor, progress=False)
+        outcomes[name] = tune.tune("toy-tunable", dataset(registry), Budget(trials=8), pairs=4)
+    assert sampled("shuffled.duckdb") == sampled("ordered.duckdb")
+    assert "pruned" in {state for _, state, _, _ in sampled("ordered.duckdb")}
+    keys = {name: Store(f"{name}.duckdb").tunings()["tuning_key"][0] for name in outcomes}
+    columns = ["trial", "fixed", "moving", "position", "status", "mean_dice"]
+    assert Store("shuffled.duckdb").tuning_pairs(keys["shuffled"])[columns].equals(
+        Store("ordered.duckdb").tuning_pairs(keys["ordered"])[columns])
+
+
+def test_tune_takes_the_executor_options_of_run(toy, capsys):
+    from warpbench.cli.evaluation import run
+    from warpbench.cli.tuning import tune
+
+    def options(command):
+        return {o.name: (o.default, o.envvar) for o in command.params
+                if o.name in ("device", "executor", "workers", "memory_limit", "address")}
+
+    assert options(tune) == options(run) and options(tune)["executor"][0] == "pool"
+    assert main(["tune", "toy-tunable", "--dataset", "toy-a", "--executor", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: no executor 'nope' (registered: ")
+    assert main(["tune", "toy-tunable", "--dataset", "toy-a", "--executor", "inprocess",
+                 "--workers", "2"]) == 2
+    assert "executor 'inprocess' does not take --workers" in capsys.readouterr().err
 
 
 # --- real data ---------------------------------------------------------------------------------

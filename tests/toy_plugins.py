@@ -111,8 +111,8 @@ suites:
 
 # --- learning: a method whose training is trivially fast, and datasets whose labels differ ------
 class ToyRenamedDataset(ToyDataset):
-    """The toy boxes under other label names: incompatible with ``toy`` unless a ``label_map``
-    says that its cube is the box."""
+    """The toy boxes under other label names: another label protocol than ``toy``'s unless a
+    ``label_map`` says that its cube is the box."""
 
     kind = "toy-renamed"
     labels = {1: "cube", 2: "slab"}
@@ -194,6 +194,8 @@ datasets:
   toy-renamed: {plugin: toy-renamed, subjects: 5, split: {train: 2, val: 0, test: 3}, pairs: {test: 2}}
   toy-mapped: {plugin: toy-renamed, label_map: {1: box}, subjects: 4, split: {train: 0, val: 0, test: 4},
                pairs: {test: 2}}
+  toy-a-heldout: {plugin: toy, domain: toy-a, subjects: 4, split: {train: 0, val: 0, test: 4},
+                  pairs: {test: 2}}
 suites:
   default:
     methods: [toy-learner, toy-learner:labels, toy-shift]

@@ -228,12 +228,15 @@ def training_curve_figure(curves: pd.DataFrame, title: str = "") -> go.Figure:
     return fig
 
 
-def domain_heatmap_figure(matrix: pd.DataFrame, title: str = "") -> go.Figure:
-    """Mean Dice, training dataset (rows) by test dataset (columns), values written in."""
+def domain_heatmap_figure(matrix: pd.DataFrame, title: str = "",
+                          other_labels: set[tuple[str, str]] = frozenset()) -> go.Figure:
+    """Mean Dice, training dataset (rows) by test dataset (columns), values written in, with a
+    dagger on the (training, test) cells of ``other_labels``: scored on another label protocol."""
     if matrix.empty:
         return empty_figure("No scores for this configuration.")
     z = matrix.to_numpy(dtype=np.float64)
-    text = [["" if math.isnan(v) else f"{v:.3f}" for v in row] for row in z]
+    text = [["" if math.isnan(v) else f"{v:.3f}" + (" †" if (train, test) in other_labels else "")
+             for test, v in zip(matrix.columns, row)] for train, row in zip(matrix.index, z)]
     fig = go.Figure(go.Heatmap(
         z=z, x=list(matrix.columns), y=list(matrix.index), text=text, texttemplate="%{text}",
         colorscale="Viridis", colorbar=dict(title="Dice"),

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 from warpbench import stats
+from warpbench.compatibility import test_condition
 
 # Column -> header shown on the leaderboard, in display order. The store's aggregates plus what
 # ``summarise`` adds from the per-pair scores (rank, confidence interval, worst 30 %).
@@ -22,6 +23,7 @@ DISPLAY_COLUMNS: dict[str, str] = {
     "supervision": "Supervision",
     "train_dataset": "Trained on",
     "dataset": "Dataset",
+    "pre_aligned": "Pre-aligned",
     "pairs": "Pairs",
     "failed": "Failed",
     "dice": "Mean Dice",
@@ -57,8 +59,13 @@ NUMBER_FORMATS: dict[str, str] = {
 COLUMN_HELP: dict[str, str] = {
     "Rank": "Rank by mean Dice among every configuration on this dataset whose every pair scored "
             "(ties share a rank); none for a configuration with failed pairs",
-    "Trained on": "Training dataset of a learning method (empty: no training), and whether it is "
-                  "tested on it (in-domain) or on another dataset (shifted)",
+    "Trained on": "Training dataset of a learning method (empty: no training), whether it is "
+                  "tested on data of its source (in-domain) or of another (shifted), and "
+                  "whether it is scored on another label protocol than it was trained on "
+                  "(other labels)",
+    "Pre-aligned": "Whether the dataset declared its subjects affinely aligned already (its "
+                   "block's pre_aligned): if not, the classical methods' presets start from an "
+                   "affine alignment",
     "Pairs": "Test pairs registered successfully (latest attempt of each pair)",
     "Failed": "Test pairs whose latest attempt failed; they are left out of the scores, and the "
               "configuration is not ranked (run the same command to retry them)",
@@ -74,7 +81,8 @@ COLUMN_HELP: dict[str, str] = {
     "Peak memory (MB)": "Largest peak memory of one registration (GPU if used, else resident)",
 }
 
-_TEXT_COLUMNS = ("method", "preset", "family", "supervision", "train_dataset", "dataset")
+_TEXT_COLUMNS = ("method", "preset", "family", "supervision", "train_dataset", "dataset",
+                 "pre_aligned")
 _COUNT_COLUMNS = ("rank", "pairs", "failed")
 MISSING_TEXT = "—"
 
@@ -122,13 +130,18 @@ def in_domain(frame: pd.DataFrame) -> pd.Series:
 def display_table(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as shown: the display columns in order, renamed to their headers, numbers
     kept numeric (so the table still sorts), missing text shown as a dash, a fresh index. A
-    training dataset is marked in-domain (it is the dataset tested) or shifted."""
+    training dataset is marked in-domain or shifted, and "other labels" where the test's label
+    protocol is not the training set's (:func:`warpbench.compatibility.test_condition`)."""
     table = board.reindex(columns=list(DISPLAY_COLUMNS)).copy()
     domain = in_domain(board)
     trained = domain.notna().to_numpy(dtype=bool)
+    same = board["same_labels"] if "same_labels" in board else pd.Series(None, index=board.index)
     table.loc[trained, "train_dataset"] = [
-        f"{train} ({'in-domain' if home else 'shifted'})"
-        for train, home in zip(table.loc[trained, "train_dataset"], domain[trained])]
+        f"{train} ({test_condition(home, labels)})"
+        for train, home, labels in zip(table.loc[trained, "train_dataset"], domain[trained],
+                                       same[trained])]
+    aligned = board["pre_aligned"] if "pre_aligned" in board else pd.Series(pd.NA, board.index)
+    table["pre_aligned"] = aligned.astype("boolean").map({True: "yes", False: "no"})
     for column in _TEXT_COLUMNS:
         table[column] = table[column].astype("object").where(table[column].notna(), MISSING_TEXT)
     for column in _COUNT_COLUMNS:
@@ -433,6 +446,16 @@ def domain_matrix(summary: pd.DataFrame, method: str, preset: str,
     line = labelled[labelled["config"] == reference].groupby("dataset")["dice"].mean()
     return pd.concat([matrix, line.reindex(matrix.columns).rename(
         f"{reference} ({NOT_TRAINED})").to_frame().T])
+
+
+def other_label_cells(summary: pd.DataFrame, method: str, preset: str) -> set[tuple[str, str]]:
+    """The (training, test dataset) cells of :func:`domain_matrix` where the network was scored
+    on another label protocol than it was trained on (the store's ``same_labels``)."""
+    rows = summary[(summary["method"] == method) & (summary["preset"] == preset)]
+    if "same_labels" not in rows:
+        return set()
+    other = rows[rows["same_labels"].astype("boolean").eq(False).fillna(False).to_numpy(bool)]
+    return set(zip(other["train_dataset"], other["dataset"]))
 
 
 #: How the choosers name the training dataset of an untrained method.

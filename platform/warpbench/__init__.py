@@ -5,10 +5,10 @@ the store (the leaderboard app) does not pay for importing torch.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Dataset", "LearningMethod", "Method", "Pair", "Subject", "TrainingJob", "__version__"]
+__all__ = ["Dataset", "Grid", "LearningMethod", "Method", "Pair", "Subject", "TrainingJob", "__version__"]
 
 _LAZY = {"Dataset": "warpbench.datasets", "Pair": "warpbench.datasets",
-         "Subject": "warpbench.datasets", "Method": "warpbench.methods",
+         "Subject": "warpbench.datasets", "Method": "warpbench.methods", "Grid": "warpbench.methods",
          "LearningMethod": "warpbench.methods", "TrainingJob": "warpbench.training"}
 
 

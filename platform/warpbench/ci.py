@@ -9,7 +9,8 @@ The verdict: it fails (exit 1) when a pair or a training failed, a dataset of th
 unavailable, or a configuration's mean Dice fell by more than ``threshold`` below the baseline's
 for the same method, preset, dataset and training dataset (compared only where the dataset is the
 same: same fingerprint). A learning method's rows say what it was trained on and whether that is
-the evaluated dataset (in-domain) or another (shifted), as the store records it with the run.
+the evaluated dataset's source (in-domain) or another (shifted), and whether it was scored on
+another label protocol (other labels), as the store records it with the run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from warpbench.compatibility import test_condition
 from warpbench.config import Config
 from warpbench.plugins import Registry
 from warpbench.scheduler import Scheduler, expand_method_spec, make_plan
@@ -27,8 +29,6 @@ from warpbench.store import Store
 
 DEFAULT_THRESHOLD = 0.02
 KEYS = ["method", "preset", "dataset", "train_dataset"]
-#: How a learning run's evaluated dataset relates to its training dataset.
-DOMAIN = {True: "in-domain", False: "shifted"}
 
 
 class CiError(ValueError):
@@ -97,9 +97,8 @@ def run_ci(registry: Registry, config: Config, suite_name: str, out: str | Path,
 
     exports = store.export_tables(out / "parquet", "parquet") if store.path.exists() else []
     exit_code = 1 if failures or regressions else 0
-    not_evaluated = [f"trained on {source}, not evaluated on {target}: {reason}"
-                     if source != target else f"nothing trains on {source}: {reason}"
-                     for (source, target), reason in plan.skipped.items()]
+    not_evaluated = [f"nothing trains on {source}: {reason}"
+                     for (source, _), reason in plan.skipped.items()]
     markdown = render_markdown(suite_name, board, comparison, failures, regressions, threshold,
                                baseline, exit_code, summary, not_evaluated)
     summary_path = out / "summary.md"
@@ -116,7 +115,7 @@ def compare(board: pd.DataFrame, baseline: Store) -> pd.DataFrame:
         base = pd.DataFrame(columns=[*KEYS, "dice", "pairs", "run_id"])
     base = base.assign(baseline_fingerprint=base["run_id"].map(_fingerprints(baseline.runs())))
     base = base.rename(columns={"dice": "baseline_dice", "pairs": "baseline_pairs"})
-    return board[[*KEYS, "in_domain", "dice", "pairs", "failed", "dataset_fingerprint"]].merge(
+    return board[[*KEYS, "in_domain", "same_labels", "dice", "pairs", "failed", "dataset_fingerprint"]].merge(
         base[[*KEYS, "baseline_dice", "baseline_pairs", "baseline_fingerprint"]], on=KEYS,
         how="left")
 
@@ -152,11 +151,12 @@ def _trained(row) -> str:
 
 
 def _trained_on(row) -> str:
-    """A learning run's training dataset and domain (``toy-a (shifted)``); ``-`` otherwise."""
+    """A learning run's training dataset and test (``toy-a (shifted, other labels)``); ``-``
+    otherwise."""
     if not isinstance(row.train_dataset, str):
         return "-"
-    domain = DOMAIN.get(row.in_domain) if _number(row.in_domain) else None
-    return _cell(row.train_dataset) + (f" ({domain})" if domain else "")
+    condition = test_condition(row.in_domain, getattr(row, "same_labels", None))
+    return _cell(row.train_dataset) + (f" ({condition})" if condition else "")
 
 
 def _number(value) -> bool:
@@ -211,7 +211,7 @@ def render_markdown(suite_name, board, comparison, failures, regressions, thresh
                  _cell(r.change, "{:+.4f}"), r.verdict] for r in comparison.itertuples()]
         parts.append(markdown_table(rows, ["method", "preset", "dataset", "trained on",
                                            "baseline Dice", "mean Dice", "change", "verdict"]))
-    if not_evaluated:  # learning methods' (training, test) datasets that do not fit, and why
+    if not_evaluated:  # training datasets nothing trains on, and why
         parts += ["", "### Not evaluated", ""] + [f"- {_cell(n)}" for n in not_evaluated]
     parts += ["", "### Failures", ""]
     problems = [*failures, *(f"regression: {r}" for r in regressions)]

@@ -1,50 +1,73 @@
-"""Which datasets a network trained on one dataset may be evaluated on.
+"""How a network's test relates to its training: in domain or shifted, on its own label protocol
+or another.
 
-A registration network outputs a field, not labels, so it can register any pair of 3-D volumes:
-it pads internally, and every dataset's volumes are (D, H, W) by the spatial contract, so grid
-sizes need not agree. What must agree is what the scores mean: a label-supervised network learnt
-to align *its* structures, and Dice on another dataset compares like with like only when that
-dataset evaluates the same structures. So two datasets are compatible when their canonical label
-names (:meth:`warpbench.datasets.Dataset.label_names`, which a block's ``label_map`` can rename)
-are the same set.
+A registration network outputs a field, not labels, so it can register any pair of 3-D volumes
+(it pads internally, and every dataset's volumes are (D, H, W) by the spatial contract): a network
+trained on one dataset is evaluated on every dataset of a plan, and scored there with that
+dataset's own labels, as the study tested networks trained on OASIS on the Klein 2009 sets. Two
+things are recorded with each such run, because they change what its Dice means:
 
-A run of a trained network is *in domain* when it is tested on the dataset it was trained on,
-and *shifted* otherwise; :func:`in_domain` says which, and the store keeps the answer with the run.
+- *in domain* (:func:`in_domain`): tested on the data source it was trained on. A block names its
+  source with ``domain`` (by default its own name), so a block over held-out subjects of the same
+  collection is in domain, and an acquisition change (``shifted``) or another collection is not.
+- *same labels* (:func:`same_labels`): the tested dataset evaluates the very structures the
+  training set had, by their canonical names (:meth:`warpbench.datasets.Dataset.label_names`,
+  which a block's ``label_map`` can rename). A label-supervised network learnt to align *its*
+  structures; on another protocol it is scored on structures it never saw.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 if TYPE_CHECKING:  # the store imports this module, and a reader of the store needs no torch
     from warpbench.datasets import Dataset
 
 
-def incompatibility(trained_on: Dataset, evaluated: Dataset) -> str | None:
-    """Why a network trained on ``trained_on`` cannot be evaluated on ``evaluated``; None when it
-    can. The reason names both datasets and the labels only one of them has."""
-    if trained_on.name == evaluated.name:
+def same_labels(trained_on: Dataset, evaluated: Dataset) -> bool:
+    """Whether ``evaluated`` scores the structures ``trained_on`` has, by canonical name."""
+    return (trained_on.name == evaluated.name
+            or set(trained_on.label_names().values()) == set(evaluated.label_names().values()))
+
+
+def label_protocol_note(trained_on: Dataset, evaluated: Dataset) -> str | None:
+    """What a network trained on ``trained_on`` is scored on when ``evaluated`` has other labels
+    (the labels shared and those only one side has), for the plan's listing; None when they are
+    the same."""
+    if same_labels(trained_on, evaluated):
         return None
     ours, theirs = set(trained_on.label_names().values()), set(evaluated.label_names().values())
-    if ours == theirs:
-        return None
-    return (f"labels differ between {trained_on.name!r} and {evaluated.name!r} "
-            f"({len(ours & theirs)} shared; only in {trained_on.name}: {_some(ours - theirs)}; "
-            f"only in {evaluated.name}: {_some(theirs - ours)}); a datasets.yaml block's "
-            "label_map can say which names mean the same structure")
+    return (f"scored on {evaluated.name}'s own labels, another protocol than "
+            f"{trained_on.name}'s ({len(ours & theirs)} shared; only in {trained_on.name}: "
+            f"{_some(ours - theirs)}; only in {evaluated.name}: {_some(theirs - ours)}); a "
+            "block's label_map can say which names mean the same structure")
 
 
-def in_domain(train_dataset: str | None, dataset: str) -> bool | None:
-    """Whether a run tests its network on the dataset it was trained on; None for a method that
-    is not trained. Computed here only: the scheduler stores it with the run (``runs.in_domain``)
-    and every table and report reads it from there."""
-    if train_dataset is None:
+def in_domain(train_domain: str | None, domain: str) -> bool | None:
+    """Whether a run tests its network on the data source it was trained on, given the two
+    datasets' domains (:attr:`warpbench.datasets.Dataset.domain`; a run stored before domains
+    existed passes the dataset names, each block its own domain); None for a method that is not
+    trained. Computed here only: the scheduler stores it with the run (``runs.in_domain``) and
+    every table and report reads it from there."""
+    if train_domain is None:
         return None
-    return train_dataset == dataset
+    return train_domain == domain
+
+
+def test_condition(in_domain, same_labels) -> str | None:
+    """How every table words a trained run's test: ``in-domain`` or ``shifted``, with ``, other
+    labels`` when it was scored on another label protocol; None for a run that is not trained
+    (``in_domain`` missing). Accepts the store's values as pandas reads them (NA for unknown)."""
+    if pd.isna(in_domain):
+        return None
+    words = "in-domain" if in_domain else "shifted"
+    return f"{words}, other labels" if not pd.isna(same_labels) and not same_labels else words
 
 
 def _some(names: set[str], shown: int = 4) -> str:
-    """A few of ``names`` (sorted), and how many more: a reason stays one readable line."""
+    """A few of ``names`` (sorted), and how many more: a note stays one readable line."""
     if not names:
         return "none"
     ordered = sorted(names)

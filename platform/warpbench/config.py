@@ -9,7 +9,7 @@
              train_on: [NAME, ...], description: TEXT}
 
 ``train_on`` names the datasets learning methods train on (by default every dataset of the suite
-with a non-empty train split); each trained network is evaluated on every compatible dataset.
+with a non-empty train split); each trained network is evaluated on every dataset of the suite.
 
 The file, each suite and each dataset block are pydantic models (:class:`ConfigFile`,
 :class:`Suite`, a kind's :attr:`~warpbench.datasets.Dataset.Options`), so a misspelt key is an

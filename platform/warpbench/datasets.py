@@ -105,8 +105,17 @@ class DatasetOptions(Settings):
     """A public download of the data (url, sha256, format, license), for `warpbench fetch`."""
     label_map: Annotated[dict[int, Annotated[str, Field(min_length=1)]],
                          must_be("a mapping of label ids to canonical names")] = {}
-    """{label id: canonical name}: renames labels, so that networks trained on another dataset
-    whose labels have these names are evaluated on this one."""
+    """{label id: canonical name}: renames labels, so that datasets that name the same structures
+    differently are compared on the structures they share (a network trained on one and tested on
+    the other counts as tested on its own label protocol when every name agrees)."""
+    domain: Annotated[str, Field(min_length=1), must_be("a name")] | None = None
+    """The data source this block reads (default: the block's name): a network trained on a block
+    and tested on another block of the same domain (held-out subjects of one collection) is in
+    domain, and shifted otherwise."""
+    pre_aligned: bool | None = None
+    """The subjects are affinely aligned in a common space already, so the classical methods'
+    presets skip their affine stage (default: what the kind knows of its data; false for files of
+    unknown provenance)."""
 
 
 class OpenDatasetOptions(DatasetOptions):
@@ -166,6 +175,8 @@ class Dataset:
     citation: str = ""
     #: Evaluated labels, value -> name; background (0) is never evaluated.
     labels: dict[int, str]
+    #: Whether the kind's data is affinely aligned when its block does not say (``pre_aligned``).
+    aligned_by_default: ClassVar[bool] = False
 
     def __init__(self, name: str, options: dict[str, Any], base_dir: Path):
         self.name = name
@@ -213,10 +224,23 @@ class Dataset:
     def _where(self) -> str:
         return f"dataset {self.name!r} ({self.kind})"
 
+    @property
+    def domain(self) -> str:
+        """The data source the block reads: its ``domain`` option, else its name."""
+        return self.settings.domain or self.name
+
+    @property
+    def pre_aligned(self) -> bool:
+        """Whether the subjects are affinely aligned already: the block's ``pre_aligned``, else
+        the kind's :attr:`aligned_by_default`."""
+        stated = self.settings.pre_aligned
+        return self.aligned_by_default if stated is None else stated
+
     def label_names(self) -> dict[int, str]:
         """Each evaluated label's canonical name: its own name unless the block's ``label_map``
-        ({id: canonical name}) renames it. Networks trained on one dataset are evaluated on
-        another only when these names agree (see :mod:`warpbench.compatibility`)."""
+        ({id: canonical name}) renames it. A network trained on one dataset and tested on another
+        counts as tested on its own label protocol when these names agree (see
+        :mod:`warpbench.compatibility`)."""
         renamed = self.settings.label_map
         strangers = sorted(set(renamed) - set(self.labels))
         if strangers:

@@ -3,7 +3,9 @@ preset becomes the settings ``register`` and ``train`` read (:meth:`Method.resol
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +32,30 @@ class PairIds:
     moving: str
     #: Every subject id of the dataset, so a file name that could mean two pairs is refused.
     subjects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a method may need to know of the grid a pair shares, beyond the two arrays: the
+    voxel spacing in mm along each array axis, so that settings in millimetres (smoothing, a
+    window) mean the same on anisotropic data, and whether the dataset declares its subjects
+    affinely aligned already, so that a method starts from an affine alignment only when they
+    are not. Passed as ``register(..., grid=...)`` to a method whose ``register`` takes it."""
+
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pre_aligned: bool = False
+
+
+def takes_grid(function: Callable) -> bool:
+    """Whether ``function`` (a method's bound ``register`` or ``register_batch``) takes a
+    ``grid`` keyword: a plugin written before :class:`Grid` existed is called without one."""
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == "grid" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def grid_keyword(function: Callable, grid: Grid) -> dict[str, Grid]:
+    """``{"grid": grid}`` for a ``function`` that :func:`takes_grid`, else nothing."""
+    return {"grid": grid} if takes_grid(function) else {}
 
 
 class Method:
@@ -61,19 +87,23 @@ class Method:
     search_space: ClassVar[dict[str, Range]] = {}
 
     def register(
-        self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device
+        self, fixed: np.ndarray, moving: np.ndarray, params: dict[str, Any], device: torch.device,
+        *, grid: Grid = Grid(),
     ) -> np.ndarray | torch.Tensor:
         """Register one pair of intensity images (float32, (D, H, W), same grid) and return the
         pull-back displacement (3, D, H, W) in voxels, such that ``moving(x + u(x))`` matches
         ``fixed(x)``. ``params`` is one preset's dict (:meth:`resolve` checks it and fills in
-        the ``default`` preset); ``device`` is where to compute."""
+        the ``default`` preset); ``device`` is where to compute; ``grid`` the pair's spacing
+        and alignment (:class:`Grid`)."""
         raise NotImplementedError
 
-    def register_batch(self, pairs, params: dict[str, Any], device: torch.device) -> list:
+    def register_batch(self, pairs, params: dict[str, Any], device: torch.device, *,
+                       grid: Grid = Grid()) -> list:
         """Register several ``(fixed, moving)`` pairs of one grid at once and return their fields
         in order. Called only with up to :meth:`max_batch` pairs; by default one after another.
         A method that fills a GPU better with a batch overrides both."""
-        return [self.register(fixed, moving, params, device) for fixed, moving in pairs]
+        extra = grid_keyword(self.register, grid)
+        return [self.register(fixed, moving, params, device, **extra) for fixed, moving in pairs]
 
     def max_batch(self, shape: tuple[int, int, int], params: dict[str, Any],
                   device: torch.device) -> int:
@@ -192,7 +222,7 @@ class LearningMethod(Method):
         their path."""
         raise NotImplementedError
 
-    def register(self, fixed, moving, params, device, *, weights: Path):
+    def register(self, fixed, moving, params, device, *, weights: Path, grid: Grid = Grid()):
         """As :meth:`Method.register`, with the trained ``weights`` file."""
         raise NotImplementedError
 

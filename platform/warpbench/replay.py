@@ -9,6 +9,11 @@ now has other parameters, the ``datasets.yaml`` block has another fingerprint, o
 weights are gone (with the ``warpbench train`` command that makes them again). A run that
 recorded no seed is replayed with the runner's default seed, which is the one it ran with.
 
+A run of a tuned preset (``tuned@DATASET``, :mod:`warpbench.tuning`) is replayed with the
+parameters stored with it: no plugin declares such a preset, a tuning defines it in the store,
+and a later tuning may define it anew, so the run's own row is what it registered with (checked
+by the installed method as any preset is).
+
 Pairs are registered through the runner's own ``evaluate_pair``, so a replayed pair is validated,
 warped and scored exactly as the stored one was. torch and the plugins are imported only when a
 run is replayed, so importing this module stays cheap.
@@ -145,6 +150,23 @@ def _stored_params(run: dict):
     return json.loads(text) if isinstance(text, str) else None
 
 
+def _tuned_params(method, run: dict, named: str) -> dict:
+    """The parameters a run of a tuned preset registered with: its stored ones, if the installed
+    method accepts them."""
+    from warpbench.options import OptionsError
+
+    params = _stored_params(run)
+    if not isinstance(params, dict):
+        raise ReplayError(f"Run {named} is a run of a tuned preset and stores no parameters "
+                          f"({run.get('params')}), so it cannot be replayed.")
+    try:
+        method.resolve(params)
+    except OptionsError as exc:
+        raise ReplayError(f"Run {named} used tuned parameters that the installed `{method.name}` "
+                          f"refuses: {exc}") from None
+    return params
+
+
 def prepare(registry, config, run: dict, weights: str | Path | None = None) -> Replay:
     """Check that ``run`` (a row of ``Store.runs()``) can be replayed here and make its replay.
 
@@ -153,10 +175,12 @@ def prepare(registry, config, run: dict, weights: str | Path | None = None) -> R
     naming what differs, when the method is not installed or has another version, the preset is
     gone or has other parameters (compared as the scheduler stores them), a trained run has no
     weights, or the dataset block cannot be built, has another fingerprint or its files are not
-    here.
+    here. A run of a tuned preset registers with the parameters stored with it, which the
+    installed method must accept.
     """
     from warpbench.config import build_dataset
     from warpbench.datasets import DatasetConfigError
+    from warpbench.tuning import is_tuned_preset
 
     named = _named(run)
     name, preset = run["method"], run["preset"]
@@ -169,12 +193,15 @@ def prepare(registry, config, run: dict, weights: str | Path | None = None) -> R
     if str(method.version) != str(run.get("method_version")):
         raise ReplayError(f"Run {named} used `{name}` version {run.get('method_version')}; "
                           f"version {method.version} is installed and may register differently.")
-    if preset not in method.presets:
+    if is_tuned_preset(preset):
+        params = _tuned_params(method, run, named)
+    elif preset not in method.presets:
         raise ReplayError(f"Method `{name}` has no preset `{preset}` any more.")
-    params = method.presets[preset]
-    if _stored_params(run) != json.loads(method.stored_params(preset)):
-        raise ReplayError(f"Preset `{name}:{preset}` now has other parameters than run {named} "
-                          f"used ({run.get('params')}).")
+    else:
+        params = method.presets[preset]
+        if _stored_params(run) != json.loads(method.stored_params(preset)):
+            raise ReplayError(f"Preset `{name}:{preset}` now has other parameters than run "
+                              f"{named} used ({run.get('params')}).")
     if not (isinstance(run.get("train_dataset"), str) or method.family == "learning"):
         weights = None
     elif weights is None:

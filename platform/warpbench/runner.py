@@ -22,7 +22,7 @@ import torch
 
 from warpbench import metrics
 from warpbench.datasets import Dataset, Subject
-from warpbench.methods import Method, PairIds
+from warpbench.methods import Grid, Method, PairIds, grid_keyword
 from warpbench.spatial import InvalidField, validate_displacement, warp_labels
 
 MEMORY_POLL_SECONDS = 0.02
@@ -142,6 +142,7 @@ def evaluate_pair(
                                     tuple(dataset.all_subjects()))
         if weights is not None:
             extra["weights"] = weights
+        extra.update(grid_keyword(method.register, grid_of(dataset, fixed)))
         disp, result.seconds, result.peak_memory_mb = run_with_limit(
             lambda: method.register(fixed.image, moving.image, dict(params), device, **extra),
             time_limit,
@@ -172,9 +173,10 @@ def evaluate_batch(
             _check_grid(dataset, fixed, moving)
         torch.manual_seed(seed)
         limit = None if time_limit is None else time_limit * len(pairs)
+        extra = grid_keyword(method.register_batch, grid_of(dataset, pairs[0][0]))
         fields, seconds, peak_mb = run_with_limit(
             lambda: method.register_batch([(f.image, m.image) for f, m in pairs], dict(params),
-                                          device),
+                                          device, **extra),
             limit,
             device,
         )
@@ -190,6 +192,12 @@ def evaluate_batch(
                             seconds=seconds / len(pairs), peak_memory_mb=peak_mb / len(pairs))
         results.append(_score(result, disp, dataset, fixed, moving, keep_field=False))
     return results
+
+
+def grid_of(dataset: Dataset, fixed: Subject) -> Grid:
+    """What a method is told of a pair's grid: the fixed subject's spacing (every subject of a
+    dataset shares the grid) and whether the dataset declares itself pre-aligned."""
+    return Grid(fixed.spacing, dataset.pre_aligned)
 
 
 def _check_grid(dataset: Dataset, fixed: Subject, moving: Subject) -> None:

@@ -119,7 +119,7 @@ images in, a float32 (3, D, H, W) pull-back displacement in voxels out, such tha
 
 import torch
 
-from warpbench import Method
+from warpbench import Grid, Method
 from warpbench.hookspecs import hookimpl
 from warpbench.spatial import warp_tensor
 
@@ -130,8 +130,9 @@ class __CLASS__(Method):
     version = "1"  # bump it when results would change: stored runs are keyed by it
     presets = {"default": {"steps": 100, "learning_rate": 0.2}}
 
-    def register(self, fixed, moving, params, device):
-        """A translation, fitted by gradient descent on the mean squared difference."""
+    def register(self, fixed, moving, params, device, *, grid=Grid()):
+        """A translation, fitted by gradient descent on the mean squared difference (``grid``
+        holds the voxel spacing in mm and whether the dataset is pre-aligned; unused here)."""
         fixed_t = torch.as_tensor(fixed, device=device)[None, None]
         moving_t = torch.as_tensor(moving, device=device)[None, None]
         shift = torch.zeros(1, 3, 1, 1, 1, device=device, requires_grad=True)

@@ -7,8 +7,9 @@ test-time keys share it) on each training dataset (a suite's ``train_on``, by de
 dataset of the plan with train subjects), into ``<checkpoints>/<method>/<key>/`` next to the
 store; a training whose row is complete and whose weights exist is not run again, and an
 interrupted or failed one is resumed by calling ``train`` again with the same folder. Each
-trained network is evaluated on every compatible dataset (:mod:`warpbench.compatibility`); the
-others are set aside with the reason.
+trained network is evaluated on every dataset of the plan, scored with that dataset's own labels;
+each run records whether it is in its training domain and on its training label protocol
+(:mod:`warpbench.compatibility`).
 
 Each planned run has a configuration key (method, preset and its parameters, method version,
 dataset fingerprint, training key, seed); running the same plan again resumes each configuration's
@@ -40,7 +41,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from warpbench import mi
-from warpbench.compatibility import in_domain, incompatibility
+from warpbench.compatibility import in_domain, label_protocol_note, same_labels
 from warpbench.config import Config, build_dataset
 from warpbench.datasets import (Dataset, DatasetConfigError, Pair, Subject, SubjectError,
                                 load_subject)
@@ -87,9 +88,11 @@ class Plan:
     datasets: dict[str, Dataset] = field(default_factory=dict)  # evaluated or trained on
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> reason
     unavailable_methods: dict[str, str] = field(default_factory=dict)  # method -> reason
-    #: (training dataset, evaluated dataset) -> why networks trained on one are not evaluated on
-    #: the other (or, with the same name twice, why nothing trains on it).
+    #: (dataset, dataset) -> why nothing trains on a dataset named as a training dataset.
     skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (training dataset, evaluated dataset) -> what networks trained on one are scored on in the
+    #: other, where it has another label protocol (:func:`label_protocol_note`).
+    other_labels: dict[tuple[str, str], str] = field(default_factory=dict)
     #: The datasets.yaml the plan's datasets were built from (worker processes build them again).
     config: Config | None = None
 
@@ -141,7 +144,7 @@ def make_plan(registry: Registry, config: Config, methods: list[str], datasets: 
     """Expand names into trainings and runs; datasets that cannot be built or are missing their
     files, and methods that cannot run here, are set aside with the reason instead of failing
     the plan. Learning methods train on ``train_on`` (default: every dataset of ``datasets``
-    with train subjects) and are evaluated on every compatible dataset of ``datasets``."""
+    with train subjects) and are evaluated on every dataset of ``datasets``."""
     plan = Plan(config=config)
     method_presets = [mp for spec in methods for mp in expand_method_spec(spec, registry)]
     for name in dict.fromkeys(m for m, _ in method_presets):
@@ -166,14 +169,14 @@ def make_plan(registry: Registry, config: Config, methods: list[str], datasets: 
             sources.remove(dataset)
     for source in sources:
         for target in evaluated:
-            reason = incompatibility(source, target)
-            if reason:
-                plan.skipped[(source.name, target.name)] = reason
+            note = label_protocol_note(source, target)
+            if note:
+                plan.other_labels[(source.name, target.name)] = note
     for method, preset in learning:
         for source in sources:
             plan.trainings.append(PlannedTraining(method, preset, source.name))
             plan.runs.extend(PlannedRun(method, preset, target.name, source.name)
-                             for target in evaluated if (source.name, target.name) not in plan.skipped)
+                             for target in evaluated)
     return plan
 
 
@@ -525,11 +528,14 @@ class _Execution:
         method = scheduler.registry.methods[planned.method]
         dataset = self.plan.datasets[planned.dataset]
         key = config_key(method, planned.preset, dataset, scheduler.seed, trained and trained.key)
+        source = self.plan.datasets.get(planned.train_dataset)
         provenance = {
             **scheduler._provenance(method, planned.preset),
             "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
             "train_dataset": planned.train_dataset,
-            "in_domain": in_domain(planned.train_dataset, dataset.name),
+            "in_domain": in_domain(source and source.domain, dataset.domain),
+            "same_labels": source and same_labels(source, dataset),
+            "pre_aligned": dataset.pre_aligned,
             "training_key": trained and trained.key,
         }
         state = self.store.begin_run(key, provenance, restart=scheduler.restart)

@@ -35,8 +35,10 @@ CLASSICAL = "syn:default"
 ALPHA = 0.05
 COLUMNS = ["dataset", "config", "pairs", "classical", "dlir", "difference", "p", "p_holm",
            "verdict"]
-SHIFTED_COLUMNS = ["dataset", "config", "trained_on", "pairs", "classical", "dlir", "difference",
-                   "p", "p_holm", "verdict"]
+SHIFTED_COLUMNS = ["dataset", "config", "trained_on", "labels", "pairs", "classical", "dlir",
+                   "difference", "p", "p_holm", "verdict"]
+#: How a shifted row names the label protocol it was scored on against the one trained on.
+LABEL_PROTOCOL = {True: "own", False: "other"}
 #: How the matrix names the classical reference's training dataset: it has none.
 UNTRAINED = "(not trained)"
 SHIFT_COLUMNS = ["dataset", "config", "trained_on", "pairs", "in_domain", "shifted", "change",
@@ -51,13 +53,15 @@ BUDGET_KEYS = ("steps", "minutes")
 def pair_scores(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame | None = None
                 ) -> pd.DataFrame:
     """Every scored pair of the store's current runs with its configuration: ``config``
-    (method:preset), method, family, supervision, test ``dataset``, ``train_dataset`` and
-    ``in_domain`` (the store's, as a nullable boolean: NA for an untrained run), and with
-    ``params`` (``Store.runs()``'s run_id and params) the run's ``params`` as a dict."""
+    (method:preset), method, family, supervision, test ``dataset``, ``train_dataset``,
+    ``in_domain`` and ``same_labels`` (the store's, as nullable booleans: NA for an untrained
+    run), and with ``params`` (``Store.runs()``'s run_id and params) the run's ``params`` as a
+    dict."""
     runs = board.assign(config=board["method"] + ":" + board["preset"],
-                        in_domain=board["in_domain"].astype("boolean"))[
+                        in_domain=board["in_domain"].astype("boolean"),
+                        same_labels=board["same_labels"].astype("boolean"))[
         ["run_id", "config", "method", "family", "supervision", "dataset", "train_dataset",
-         "in_domain"]]
+         "in_domain", "same_labels"]]
     if params is not None:
         runs = runs.merge(params[["run_id", "params"]], on="run_id", how="left")
         runs["params"] = runs["params"].map(lambda text: json.loads(text) if text else {})
@@ -90,14 +94,16 @@ def in_domain_margins(scores: pd.DataFrame, supervision: str, classical: str = C
 
 def shifted_margins(scores: pd.DataFrame, supervision: str, classical: str = CLASSICAL,
                     alpha: float = ALPHA) -> pd.DataFrame:
-    """Learning configurations of ``supervision`` tested on a dataset other than the one they
-    were trained on (``trained_on``), against ``classical`` on the same pairs: one comparison per
-    network and test dataset, Holm over the table."""
+    """Learning configurations of ``supervision`` tested outside the domain they were trained on
+    (``trained_on``; ``labels``: scored on their ``own`` label protocol or an ``other`` one),
+    against ``classical`` on the same pairs: one comparison per network and test dataset, Holm
+    over the table."""
     learned = _learned(scores, supervision)
     shifted = learned[~learned["in_domain"]].assign(
-        trained_on=lambda frame: frame["train_dataset"])
-    rows = _against_classical(shifted, scores, classical, ["dataset", "config", "trained_on"],
-                              alpha)
+        trained_on=lambda frame: frame["train_dataset"],
+        labels=lambda frame: frame["same_labels"].fillna(True).map(LABEL_PROTOCOL))
+    rows = _against_classical(shifted, scores, classical,
+                              ["dataset", "config", "trained_on", "labels"], alpha)
     return pd.DataFrame(rows, columns=SHIFTED_COLUMNS)
 
 
@@ -157,8 +163,11 @@ def shift_changes(scores: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
         shifted = others.groupby(["fixed", "moving"], as_index=False)["mean_dice"].mean()
         both = own.merge(shifted, on=["fixed", "moving"], suffixes=("", "_shifted"))
         test = stats.paired_tests(both["mean_dice_shifted"], both["mean_dice"])
+        other_labels = set(others.loc[others["same_labels"] == False, "train_dataset"])  # noqa: E712
         rows.append({"dataset": dataset, "config": config,
-                     "trained_on": ", ".join(sorted(others["train_dataset"].unique())),
+                     "trained_on": ", ".join(name + (" (other labels)" if name in other_labels
+                                                     else "")
+                                             for name in sorted(others["train_dataset"].unique())),
                      "pairs": test.n, "in_domain": test.mean_b, "shifted": test.mean_a,
                      "change": test.mean_difference, "p": test.wilcoxon_p})
     _adjust(rows, alpha, "better under shift", "worse under shift", "change")
@@ -209,12 +218,24 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *lines])
 
 
-def _matrix_markdown(matrix: pd.DataFrame) -> str:
-    """:func:`domain_matrix` as a Markdown table: in bold where a network is tested on its own
-    training dataset, a dash where it was not tested."""
+def _matrix_markdown(matrix: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """:func:`domain_matrix` as a Markdown table: in bold where a network is tested in its own
+    training domain, with a dagger where it is scored on another label protocol, a dash where it
+    was not tested; ``scores`` (:func:`pair_scores`) says which is which."""
+    trained = scores[scores["in_domain"].notna()].drop_duplicates(["train_dataset", "dataset"])
+    own = set(zip(trained.loc[trained["in_domain"], "train_dataset"],
+                  trained.loc[trained["in_domain"], "dataset"]))
+    other = set(zip(trained.loc[trained["same_labels"] == False, "train_dataset"],  # noqa: E712
+                    trained.loc[trained["same_labels"] == False, "dataset"]))  # noqa: E712
+
+    def cell(trained_on: str, dataset: str, value: float) -> str:
+        if pd.isna(value):
+            return "—"
+        text = f"**{value:.3f}**" if (trained_on, dataset) in own else f"{value:.3f}"
+        return text + (" †" if (trained_on, dataset) in other else "")
+
     cells = pd.DataFrame(
-        [[config, trained_on, *("—" if pd.isna(v) else f"**{v:.3f}**" if dataset == trained_on
-                                else f"{v:.3f}" for dataset, v in row.items())]
+        [[config, trained_on, *(cell(trained_on, dataset, v) for dataset, v in row.items())]
          for (config, trained_on), row in matrix.iterrows()],
         columns=["config", "trained_on", *matrix.columns])
     return _markdown(cells)
@@ -247,8 +268,10 @@ def report(board: pd.DataFrame, pairs: pd.DataFrame, params: pd.DataFrame,
             sections.append(f"## {title}\n\nNo runs in the store allow this comparison.")
         elif "verdict" not in table:
             sections.append(f"## {title}\n\nMean Dice of each network (trained on the row's "
-                            "dataset) on each test dataset, in bold on its own training dataset; "
-                            f"{classical} first, for reference.\n\n{_matrix_markdown(table)}")
+                            "dataset) on each test dataset, in bold in its own training domain, "
+                            "† where scored on another label protocol than it was trained on; "
+                            f"{classical} first, for reference.\n\n"
+                            f"{_matrix_markdown(table, scores)}")
         else:
             sections.append(f"## {title}\n\n{len(table)} comparisons: {_tally(table)} "
                             f"(Wilcoxon, Holm-adjusted, alpha {alpha:g}).\n\n{_markdown(table)}")

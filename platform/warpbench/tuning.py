@@ -13,8 +13,9 @@ The protocol, the same for every method:
 - the objective is the mean Dice over the dataset's validation pairs (a pair that fails counts
   0), subject to a regular field: a trial whose mean folding exceeds ``max_folding`` % of voxels
   is infeasible (Optuna's constraint) and never becomes the tuned preset;
-- the pairs are registered in one fixed order, and a pruner (Optuna's PercentilePruner) stops a
-  trial whose running mean after its early pairs is in the worst quarter of the trials before;
+- the pairs are taken in one fixed order (whatever order an executor's workers finish them in),
+  and a pruner (Optuna's PercentilePruner) stops a trial whose running mean after its early
+  pairs is in the worst quarter of the trials before;
 - the budget is a number of trials or of registration seconds (a learning method's training
   seconds count too, its training capped by ``LearningMethod.tuning_budget``), the same for every
   method of one ``warpbench tune --suite`` call; what each used is stored;
@@ -76,9 +77,19 @@ class SplitLeak(AssertionError):
     """Tuning reached the test split: a bug in the platform or the method, never a result."""
 
 
+#: What the name of every tuned preset starts with (``tuned@DATASET``).
+TUNED_PREFIX = "tuned@"
+
+
 def tuned_preset_name(dataset: str) -> str:
     """The preset a tuning on ``dataset`` defines."""
-    return f"tuned@{dataset}"
+    return f"{TUNED_PREFIX}{dataset}"
+
+
+def is_tuned_preset(preset: str) -> bool:
+    """Whether ``preset`` names a tuned preset, which a tuning in a store defines (not a plugin):
+    a run of one is replayed with the parameters stored with it (:mod:`warpbench.replay`)."""
+    return isinstance(preset, str) and preset.startswith(TUNED_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -195,7 +206,13 @@ def run_trial(executor, method: Method, params: dict[str, Any], dataset: Validat
     pairs are) and hand each result to ``on_pair``, which stores it and says whether to stop
     (pruning). The one place a trial meets an executor, so an executor that spreads pairs
     over workers spreads trials too (``config``: the ``datasets.yaml`` a worker process builds
-    the dataset again from)."""
+    the dataset again from).
+
+    ``on_pair`` gets the results in the order of ``pairs``, whatever order the executor's
+    workers finish them in (a result that comes early waits for those before it), so the
+    pruner sees the same running means, and a seed gives the same trials, on one worker or
+    many; when the trial is pruned, results that came early are dropped, as they would not
+    have been registered one pair after another."""
     weights, training_seconds = None, 0.0
     if isinstance(method, LearningMethod):
         training_folder.mkdir(parents=True, exist_ok=True)
@@ -212,12 +229,21 @@ def run_trial(executor, method: Method, params: dict[str, Any], dataset: Validat
         if dataset.breaches:
             raise SplitLeak("; ".join(dataset.breaches))
     work = RunWork(method, params, dataset, pairs, seed, time_limit, weights, config=config)
+    place = {(pair.fixed, pair.moving): index for index, pair in enumerate(pairs)}
+    early: dict[int, Any] = {}  # results that came before one of an earlier pair
+    following = 0  # the place of the next result on_pair gets
     with closing(executor.evaluate(work)) as results:
         for result in results:
             if dataset.breaches:
                 raise SplitLeak("; ".join(dataset.breaches))
-            if on_pair(result):
-                return TrialOutcome("pruned", training_seconds)
+            early[place[(result.fixed, result.moving)]] = result
+            while following in early:
+                if on_pair(early.pop(following)):
+                    return TrialOutcome("pruned", training_seconds)
+                following += 1
+    for index in sorted(early):  # an executor that never returned a pair: the rest in order
+        if on_pair(early[index]):
+            return TrialOutcome("pruned", training_seconds)
     return TrialOutcome("complete", training_seconds)
 
 

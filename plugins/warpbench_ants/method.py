@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from warpbench import Method
+from warpbench import Grid, Method
 from warpbench.options import Settings
 from warpbench.search_space import Choice, FloatRange, IntRange
 from warpbench.spatial import as_numpy
@@ -33,7 +33,8 @@ class AntsSynParams(Settings):
     """The parameters of :class:`AntsSynMethod`: the arguments of ``ants.registration``."""
 
     type_of_transform: str
-    """antspyx's transform: "SyN" (after its affine stage), "SyNOnly", ..."""
+    """antspyx's transform: "SyN" (after its affine stage), "SyNOnly", ..., or "auto": "SyN"
+    unless the dataset is pre-aligned (``Grid.pre_aligned``), then "SyNOnly"."""
     syn_metric: Literal["CC", "mattes", "meansquares", "demons"]
     syn_sampling: PositiveInt
     """The metric's parameter: the CC radius in voxels, or the number of MI bins."""
@@ -41,26 +42,37 @@ class AntsSynParams(Settings):
     """Iterations per level, coarse to fine."""
     grad_step: PositiveFloat
     flow_sigma: NonNegativeFloat
-    """Voxels; smooths each update."""
+    """Voxels (ANTs' updateFieldVarianceInVoxelSpace); smooths each update."""
     total_sigma: NonNegativeFloat
-    """Voxels; smooths the total field."""
+    """Voxels (ANTs' totalFieldVarianceInVoxelSpace); smooths the total field."""
+
+
+def transform_type(type_of_transform: str, pre_aligned: bool) -> str:
+    """antspyx's ``type_of_transform`` for a preset's: "auto" is "SyN" (antspyx's affine stage,
+    from a centre-of-mass start, then SyN) unless the grid is ``pre_aligned``, then "SyNOnly";
+    any other is itself."""
+    if type_of_transform != "auto":
+        return type_of_transform
+    return "SyNOnly" if pre_aligned else "SyN"
 
 
 class AntsSynMethod(Method):
     name = "ants-syn"
     family = "classical"
-    version = "1"
+    version = "2"
     description = (
         "ANTs symmetric normalisation (SyN) through antspyx; needs antspyx "
         "(pip install 'warpbench[ants]')."
     )
     Params = AntsSynParams
     presets = {
-        # antsRegistrationSyN.sh's deformable stage, after antspyx's affine stage ("SyN"):
-        # SyN[0.1,3,0] driven by cross-correlation of radius 4, 100x70x50x20 iterations at
-        # shrink factors 8x4x2x1 (antspyx derives shrink 2^k and smoothing k voxels per level).
+        # antsRegistrationSyN.sh's deformable stage, after antspyx's affine stage ("SyN") unless
+        # the dataset is pre-aligned ("auto"; then "SyNOnly"): SyN[0.1,3,0] driven by
+        # cross-correlation of radius 4, 100x70x50x20 iterations at shrink factors 8x4x2x1
+        # (antspyx derives shrink 2^k and smoothing k voxels per level). ANTs works in physical
+        # space: the images carry the grid's spacing.
         "default": {
-            "type_of_transform": "SyN",
+            "type_of_transform": "auto",
             "syn_metric": "CC",
             "syn_sampling": 4,  # the CC radius, voxels
             "reg_iterations": [100, 70, 50, 20],
@@ -98,20 +110,24 @@ class AntsSynMethod(Method):
             return False, str(exc)
         return True, ""
 
-    def register(self, fixed, moving, params, device):
+    def register(self, fixed, moving, params, device, *, grid: Grid = Grid()):
         """Run antspyx on the CPU (ANTs has no GPU path; ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS sets
-        its threads) on images of unit spacing and identity direction, the voxel grid itself,
-        and return the composed forward transform as a voxel pull-back field."""
+        its threads) on images of the ``grid``'s spacing and identity direction, and return the
+        composed forward transform as a voxel pull-back field."""
         settings = self.resolve(params)
         ants = import_ants()
-        fixed_image = ants.from_numpy(np.ascontiguousarray(as_numpy(fixed), dtype=np.float32))
-        moving_image = ants.from_numpy(np.ascontiguousarray(as_numpy(moving), dtype=np.float32))
+        # ANTsImage arrays keep ITK's index order, so array axis k is index axis k, spacing[k].
+        spacing = tuple(float(mm) for mm in grid.spacing)
+        fixed_image = ants.from_numpy(np.ascontiguousarray(as_numpy(fixed), dtype=np.float32),
+                                      spacing=spacing)
+        moving_image = ants.from_numpy(np.ascontiguousarray(as_numpy(moving), dtype=np.float32),
+                                       spacing=spacing)
         # Every file antspyx writes (the fwdtransforms and invtransforms, the composed field)
         # goes under one temporary folder, removed with all of them when the pair is done.
         with tempfile.TemporaryDirectory(prefix="warpbench-ants-") as folder:
             result = ants.registration(
                 fixed_image, moving_image,
-                type_of_transform=settings.type_of_transform,
+                type_of_transform=transform_type(settings.type_of_transform, grid.pre_aligned),
                 syn_metric=settings.syn_metric,
                 syn_sampling=settings.syn_sampling,
                 reg_iterations=tuple(settings.reg_iterations),

@@ -3,16 +3,20 @@ field's schedule, and one way into torch.
 
 Each keeps its own ``default`` (tuned for accuracy); ``fast`` and ``literature`` are derived from
 it the same way for all three, so the instrumentation-bias axis means the same thing for each.
+Every preset of the family starts from the affine method's fit unless the dataset declares its
+subjects affinely aligned already (``affine_init: "auto"``), and reads its lengths in mm of the
+pair's grid (:mod:`warpbench_classical.units`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from warpbench import Method
+from warpbench import Grid, Method
+from warpbench.methods import grid_keyword
 from warpbench.spatial import as_tensor
 
 from warpbench_classical.schedule import ScheduleParams
@@ -37,11 +41,22 @@ def preset_family(default: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"default": default, "fast": {**default, **FAST}, "literature": literature}
 
 
+#: What ``affine_init`` may say: always, never, or "auto": unless the grid is pre-aligned.
+AffineInit = Literal["auto"] | bool
+
+
+def starts_affine(affine_init: AffineInit, pre_aligned: bool) -> bool:
+    """Whether a registration starts from the affine fit: ``affine_init`` true, or ``"auto"``
+    for a pair whose dataset does not declare itself affinely aligned (``pre_aligned``)."""
+    return not pre_aligned if affine_init == "auto" else bool(affine_init)
+
+
 class DenseParams(ScheduleParams):
     """The parameters every dense deformable method has."""
 
-    affine_init: bool
-    """Start from the affine method's default fit instead of the identity."""
+    affine_init: AffineInit
+    """Start from the affine method's default fit instead of the identity: true, false, or
+    "auto", unless the dataset is pre-aligned (``Grid.pre_aligned``)."""
 
 
 class DenseMethod(Method):
@@ -50,20 +65,28 @@ class DenseMethod(Method):
     (N, 3, D, H, W), each pair optimised on its own."""
 
     family = "classical"
-    optimise: Callable[[torch.Tensor, torch.Tensor, DenseParams], torch.Tensor]
+    #: ``optimise(fixed, moving, settings, spacing=..., pre_aligned=...)``: the grid's spacing
+    #: in mm per axis (None: the settings' lengths are voxels) and whether it is pre-aligned.
+    optimise: Callable[..., torch.Tensor]
 
-    def register(self, fixed, moving, params, device):
-        """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field."""
-        return self.register_batch([(fixed, moving)], params, device)[0]
+    def register(self, fixed, moving, params, device, *, grid: Grid = Grid()):
+        """Run the schedule in ``params`` on ``device`` and return the (3, D, H, W) field; the
+        settings' lengths are mm of ``grid.spacing``, and ``affine_init: "auto"`` starts from
+        the affine fit unless ``grid.pre_aligned``."""
+        # A subclass whose register_batch predates the grid is called without one.
+        extra = grid_keyword(self.register_batch, grid)
+        return self.register_batch([(fixed, moving)], params, device, **extra)[0]
 
-    def register_batch(self, pairs, params, device):
-        """Register the pairs as one batch: the same fields as one by one (a pair that converges
-        first is frozen), in one pass of the GPU's kernels instead of several."""
+    def register_batch(self, pairs, params, device, *, grid: Grid = Grid()):
+        """Register the pairs (of one ``grid``) as one batch: the same fields as one by one (a
+        pair that converges first is frozen), in one pass of the GPU's kernels instead of
+        several."""
         settings = self.resolve(params)
         with torch.no_grad():
             fixed_t = torch.stack([as_tensor(fixed, device) for fixed, _ in pairs])[:, None]
             moving_t = torch.stack([as_tensor(moving, device) for _, moving in pairs])[:, None]
-            return list(self.optimise(fixed_t, moving_t, settings))
+            return list(self.optimise(fixed_t, moving_t, settings, spacing=tuple(grid.spacing),
+                                      pre_aligned=grid.pre_aligned))
 
     def max_batch(self, shape, params, device) -> int:
         """On CUDA, as many pairs as :data:`BATCH_MEMORY_SHARE` of the free memory holds at

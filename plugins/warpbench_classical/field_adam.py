@@ -4,36 +4,40 @@ and the parameters of their compositive steps."""
 from __future__ import annotations
 
 import torch
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, PositiveFloat
 from warpbench.search_space import Choice, FloatRange
 from warpbench.spatial import compose
 
 from warpbench_classical.dense import DenseParams
 from warpbench_classical.filters import gaussian_blur
 from warpbench_classical.losses import Loss
+from warpbench_classical.units import VoxelLengths
 
 # Adam's moment decay rates (the usual ones).
 ADAM_BETAS = (0.9, 0.999)
-# Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per
-# voxel of displacement: about 0.1 to 3 where edges are misaligned). Weaker gradients get
-# proportionally shorter steps instead of being normalised up to full ones, so the float32
+# Adam's guard, in units of the per-voxel gradient (the change of a voxel's own loss term per mm
+# of displacement, on any grid: about 0.1 to 3 where edges are misaligned). Weaker gradients
+# get proportionally shorter steps instead of being normalised up to full ones, so the float32
 # rounding noise of a pair of identical images leaves them (almost) still.
 ADAM_EPS = 0.3
 
 
 class CompositiveParams(DenseParams):
     """The parameters of greedy and syn: a loss, and Adam-normalised steps that are smoothed and
-    composed onto the field (:meth:`FieldAdam.compose_step`)."""
+    composed onto the field (:meth:`FieldAdam.compose_step`). Lengths are mm of the full grid,
+    read s times as long on a level shrunk s-fold (:mod:`warpbench_classical.units`): on a 1 mm
+    grid, voxels of each level."""
 
     learning_rate: PositiveFloat
-    """Voxels of the current scale per step and component, at most."""
+    """mm per step and component, at most (times the level's shrink factor)."""
     loss: Loss
-    lncc_window: PositiveInt | list[PositiveInt]
-    """Voxels per side of the LNCC window; a list gives one per scale."""
+    lncc_window: PositiveFloat | list[PositiveFloat]
+    """mm per side of the LNCC window on every axis (a voxel it covers in part counts in part);
+    a list gives one per scale."""
     gradient_sigma: NonNegativeFloat
-    """Voxels; smooths each update (fluid regularisation)."""
+    """mm; smooths each update (fluid regularisation)."""
     warp_sigma: NonNegativeFloat
-    """Voxels; smooths the field after each update (elastic regularisation)."""
+    """mm; smooths the field after each update (elastic regularisation)."""
 
 
 #: What `warpbench tune` searches for greedy and syn: the step, the LNCC window and both
@@ -67,11 +71,14 @@ class FieldAdam:
         return self.first.div(denominator).mul_(root_c2 / (1 - beta1**self.steps))
 
     def compose_step(self, field: torch.Tensor, gradient: torch.Tensor,
-                     level: CompositiveParams) -> torch.Tensor:
+                     level: CompositiveParams, lengths: VoxelLengths) -> torch.Tensor:
         """The compositive update greedy and syn share: the Adam direction of ``gradient`` (per
-        voxel), smoothed over ``gradient_sigma`` (fluid), ``learning_rate`` long, composed onto
-        ``field``, which is then smoothed over ``warp_sigma`` (elastic); ``level`` is one
-        level's settings."""
-        step = gaussian_blur(self.direction(gradient), level.gradient_sigma)
-        step.mul_(-level.learning_rate)
-        return gaussian_blur(compose(field, step), level.warp_sigma)
+        voxel of displacement, taken per unit of length, so that a long voxel's component is
+        not favoured), smoothed over ``gradient_sigma`` (fluid), ``learning_rate`` long in each
+        component, composed onto ``field`` as voxels, which is then smoothed over
+        ``warp_sigma`` (elastic); ``level`` is one level's settings and ``lengths`` its voxels'
+        lengths."""
+        direction = self.direction(lengths.per_length(gradient))
+        step = gaussian_blur(direction, lengths.sigma(level.gradient_sigma))
+        step = lengths.to_voxels(step.mul_(-level.learning_rate))
+        return gaussian_blur(compose(field, step), lengths.sigma(level.warp_sigma))

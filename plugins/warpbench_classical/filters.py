@@ -7,6 +7,7 @@ O(k) per voxel rather than the O(k^3) of a dense 3-D kernel. Tensors are (N, C, 
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +21,14 @@ ANTI_ALIAS_SIGMA_PER_SCALE = 0.5
 MIN_COARSE_SIZE = 8
 
 
-def _filter_separable(volume: torch.Tensor, kernel: torch.Tensor, padding_mode: str):
-    """Convolve every channel of ``volume`` with the odd-length 1-D ``kernel`` along each axis."""
+def _filter_separable(volume: torch.Tensor, kernels, padding_mode: str):
+    """Convolve every channel of ``volume`` along each axis with that axis's odd-length 1-D
+    kernel (``kernels``: one per axis, None leaving that axis alone)."""
     channels = volume.shape[1]
-    radius = kernel.numel() // 2
-    for axis in range(3):
+    for axis, kernel in enumerate(kernels):
+        if kernel is None:
+            continue
+        radius = kernel.numel() // 2
         shape = [1, 1, 1]
         shape[axis] = kernel.numel()
         weight = kernel.reshape(1, 1, *shape).repeat(channels, 1, 1, 1, 1)
@@ -35,13 +39,40 @@ def _filter_separable(volume: torch.Tensor, kernel: torch.Tensor, padding_mode: 
     return volume
 
 
-def box_mean(volume: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over a cubic ``window`` (odd, voxels) around each voxel; the border is replicated so
-    edge voxels average real intensities rather than zeros."""
-    if window % 2 != 1:
-        raise ValueError(f"the window must be an odd number of voxels, got {window}")
-    kernel = torch.full((window,), 1.0 / window, device=volume.device, dtype=volume.dtype)
-    return _filter_separable(volume, kernel, "replicate")
+def per_axis(value) -> tuple:
+    """``value`` for each of the three axes: a number applies to all three, a sequence of three
+    gives each its own (an anisotropic grid's lengths in voxels)."""
+    if isinstance(value, Real):
+        return (value,) * 3
+    values = tuple(value)
+    if len(values) != 3:
+        raise ValueError(f"expected one value or three (one per axis), got {values}")
+    return values
+
+
+def box_kernel(width: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A normalised 1-D box ``width`` voxels wide (at least 1) centred on a voxel: an odd whole
+    width averages that many voxels alike; any other width also covers the two voxels at its
+    ends, each in part (a box 1.5 voxels wide weighs its centre 1 and its neighbours 0.25 each,
+    before normalising), so that a window given in mm keeps its extent on any voxel size."""
+    if width < 1:
+        raise ValueError(f"a window is at least one voxel wide, got {width}")
+    if float(width).is_integer() and int(width) % 2 == 1:
+        return torch.full((int(width),), 1.0 / width, device=device, dtype=dtype)
+    whole = 2 * math.floor((width - 1) / 2) + 1  # the voxels it covers entirely, an odd number
+    kernel = torch.ones(whole + 2, device=device, dtype=torch.float64)
+    kernel[0] = kernel[-1] = (width - whole) / 2
+    return (kernel / width).to(dtype)
+
+
+def box_mean(volume: torch.Tensor, window) -> torch.Tensor:
+    """Mean over a box of ``window`` voxels (:func:`box_kernel`: one width for a cube, or one
+    per axis) around each voxel; the border is replicated so edge voxels average real
+    intensities rather than zeros. An axis whose window is 1 is left as it is."""
+    widths = per_axis(window)
+    kernels = [None if width == 1 else box_kernel(width, volume.device, volume.dtype)
+               for width in widths]
+    return _filter_separable(volume, kernels, "replicate")
 
 
 def gaussian_kernel(sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -52,26 +83,33 @@ def gaussian_kernel(sigma: float, device=None, dtype=torch.float32) -> torch.Ten
     return kernel / kernel.sum()
 
 
-def gaussian_blur(volume: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur every channel with an isotropic Gaussian of ``sigma`` voxels; ``sigma <= 0`` is a
-    no-op, so a schedule can switch smoothing off."""
-    if sigma <= 0:
+def gaussian_blur(volume: torch.Tensor, sigma) -> torch.Tensor:
+    """Blur every channel with a Gaussian of ``sigma`` voxels: one number (isotropic) or one per
+    axis (an anisotropic grid's). An axis whose ``sigma <= 0`` is left as it is, so a schedule
+    can switch smoothing off."""
+    sigmas = per_axis(sigma)
+    if all(s <= 0 for s in sigmas):
         return volume
-    kernel = gaussian_kernel(sigma, device=volume.device, dtype=volume.dtype)
-    return _filter_separable(volume, kernel, "replicate")
+    made = {s: gaussian_kernel(s, device=volume.device, dtype=volume.dtype)
+            for s in set(sigmas) if s > 0}
+    kernels = [made.get(s) for s in sigmas]
+    return _filter_separable(volume, kernels, "replicate")
 
 
-def grid_shape_at(shape, scale: float) -> tuple[int, int, int]:
-    """The grid a volume of ``shape`` has when shrunk by ``scale``."""
-    return tuple(max(min(n, MIN_COARSE_SIZE), round(n / scale)) for n in shape)
+def grid_shape_at(shape, scale) -> tuple[int, int, int]:
+    """The grid a volume of ``shape`` has when shrunk by ``scale`` (one factor, or one per
+    axis)."""
+    return tuple(max(min(n, MIN_COARSE_SIZE), round(n / s)) for n, s in zip(shape, per_axis(scale)))
 
 
-def shrink_image(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """``image`` shrunk by ``scale`` (1 returns it unchanged), blurred first against aliasing."""
+def shrink_image(image: torch.Tensor, scale) -> torch.Tensor:
+    """``image`` shrunk by ``scale`` (one factor, or one per axis; 1 returns it unchanged),
+    blurred first against aliasing."""
     shape = grid_shape_at(image.shape[2:], scale)
     if tuple(image.shape[2:]) == shape:
         return image
-    blurred = gaussian_blur(image, ANTI_ALIAS_SIGMA_PER_SCALE * (scale - 1))
+    blurred = gaussian_blur(image, tuple(ANTI_ALIAS_SIGMA_PER_SCALE * (s - 1)
+                                         for s in per_axis(scale)))
     return F.interpolate(blurred, size=shape, mode="trilinear", align_corners=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from warpbench import Method
+from warpbench import Grid, Method
 from warpbench.options import Settings
 
 
@@ -16,7 +16,7 @@ class IdentityMethod(Method):
     Params = Settings  # no parameters: any key is a mistake
     presets = {"default": {}}
 
-    def register(self, fixed, moving, params, device):
-        """A zero field of the pair's shape, on ``device``."""
+    def register(self, fixed, moving, params, device, *, grid: Grid = Grid()):
+        """A zero field of the pair's shape, on ``device`` (whatever the ``grid``)."""
         self.resolve(params)
         return torch.zeros(3, *fixed.shape, device=device, dtype=torch.float32)

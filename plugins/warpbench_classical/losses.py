@@ -34,11 +34,13 @@ MI_MAX_VOXELS = 2**20
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def lncc_loss(fixed: torch.Tensor, window: int) -> LossFn:
-    """Negative mean squared local normalised cross-correlation with ``fixed`` over cubic windows
-    of ``window`` voxels. Local statistics make it robust to slow intensity changes between the
-    images; squared, it is 1 wherever they agree up to a local linear intensity map. Window means
-    come from separable box filters, and the fixed image's are computed once, here."""
+def lncc_loss(fixed: torch.Tensor, window) -> LossFn:
+    """Negative mean squared local normalised cross-correlation with ``fixed`` over boxes of
+    ``window`` voxels (one width for a cube, or one per axis; see
+    :func:`~warpbench_classical.filters.box_kernel`). Local statistics make it robust to slow
+    intensity changes between the images; squared, it is 1 wherever they agree up to a local
+    linear intensity map. Window means come from separable box filters, and the fixed image's
+    are computed once, here."""
     mean_f, mean_ff = box_mean(torch.cat([fixed, fixed * fixed], 1), window).split(1, dim=1)
     var_f = mean_ff - mean_f * mean_f
     textured_f = var_f > FLAT_VARIANCE
@@ -128,10 +130,11 @@ LOSSES = ("lncc", "ncc", "mse", "mi")
 Loss = Literal[LOSSES]
 
 
-def make_loss(name: str, fixed: torch.Tensor, window: int, bins: int = 32) -> LossFn:
+def make_loss(name: str, fixed: torch.Tensor, window, bins: int = 32) -> LossFn:
     """The loss called ``name`` (one of :data:`LOSSES`) against ``fixed``, as a function of the
-    moved image; ``window`` is LNCC's, in voxels, and ``bins`` MI's histogram size. Built with
-    gradients enabled, it is differentiable with respect to ``fixed`` too (syn moves both)."""
+    moved image; ``window`` is LNCC's, in voxels (one width, or one per axis), and ``bins`` MI's
+    histogram size. Built with gradients enabled, it is differentiable with respect to ``fixed``
+    too (syn moves both)."""
     if name == "lncc":
         return lncc_loss(fixed, window)
     if name == "ncc":

@@ -169,8 +169,11 @@ class GriddedDataset(Dataset):
     def _cache_key(self, subject_id: str) -> str:
         settings = self.settings
         spacing = None if settings.spacing is None else [float(s) for s in settings.spacing]
+        # label_geometry joins the key only when set, so caches made before it stay valid.
+        geometry_key = [] if settings.label_geometry == "own" else [settings.label_geometry]
         blob = json.dumps([CACHE_FORMAT, self.kind, self.version, self._stats[subject_id],
-                           self.orientation, spacing, list(self.grid), settings.mask_labels])
+                           self.orientation, spacing, list(self.grid), settings.mask_labels,
+                           *geometry_key])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _preprocess(self, subject_id: str, sources: Sources) -> geometry.OnGrid:
@@ -181,6 +184,10 @@ class GriddedDataset(Dataset):
         check_image(np.asanyarray(image.dataobj), f"{sources.image}: the image of {what}")
         check_labels(np.asanyarray(labels.dataobj), f"{sources.labels}: the label map of {what}")
         mask = None if sources.mask is None else read_volume(sources.mask, f"mask of {what}")
+        if self.settings.label_geometry == "image":
+            labels = _on_image_voxels(labels, image, sources.labels, sources.image, "label map")
+            if mask is not None:
+                mask = _on_image_voxels(mask, image, sources.mask, sources.image, "mask")
         return geometry.to_grid(image, labels, mask, self.orientation, self.settings.spacing,
                                 self.grid, self.settings.mask_labels)
 
@@ -192,6 +199,17 @@ class GriddedDataset(Dataset):
         if self.settings.cut_labels == "error":
             raise GridCutsLabels(message)
         warnings.warn(message, GridCutsLabelsWarning, stacklevel=3)
+
+
+def _on_image_voxels(volume: nib.Nifti1Image, image: nib.Nifti1Image, path: Path,
+                     image_path: Path, role: str) -> nib.Nifti1Image:
+    """``volume`` taken as lying on ``image``'s voxels (``label_geometry: image``): its data with
+    the image's affine; a :class:`SubjectFileError` naming both files where the shapes differ."""
+    if volume.shape != image.shape:
+        raise SubjectFileError(
+            f"{path}: the {role} has shape {volume.shape}, unlike the shape {image.shape} of its "
+            f"image {image_path}; 'label_geometry: image' needs them voxel for voxel alike")
+    return nib.Nifti1Image(np.asanyarray(volume.dataobj), image.affine)
 
 
 def _files_of(sources: Sources) -> list[Path]:

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from warpbench_files.gridded import GriddedDataset, Sources, shown
-from warpbench_files.labeltables import read_label_table
+from warpbench_files.labeltables import found_labels, read_label_table
 from warpbench_files.options import FilesOptions, NeuriteOasisOptions
 from warpbench_files.patterns import find_ids, resolve
+
+
+#: Where ``labels: found`` remembers each label map's values, in the dataset's cache folder (a
+#: name no subject id can have: ids never start with a dot).
+FOUND_RECORD = ".found-labels.json"
 
 
 class FilesDataset(GriddedDataset):
@@ -24,6 +29,10 @@ class FilesDataset(GriddedDataset):
     The mask sets the image to 0 outside it, so a method sees only the masked anatomy; scores are
     computed on the label maps, which the mask leaves as they are (unless ``mask_labels``), so a
     structure outside the mask is still scored.
+
+    The evaluated labels are the block's ``labels`` table, a ``labels_file``, or ``labels: found``
+    (every value above 0 that a label map holds, named ``label_<value>``). ``obtain`` says where
+    the data comes from, told while the root is missing.
     """
 
     kind = "files"
@@ -36,7 +45,16 @@ class FilesDataset(GriddedDataset):
             self.fail("needs 'grid': the shape every subject is centred onto after resampling, "
                       "such as grid: [160, 192, 160]")
         self.grid = self.settings.grid
+        if self.settings.obtain is not None:
+            self.source = self.settings.obtain
         self.labels = self._evaluated_labels()
+
+    def availability(self) -> tuple[bool, str]:
+        available, reason = super().availability()
+        if available and not self.labels:  # labels: found, and no label map could be read
+            return False, (f"'labels: found' finds no label value above 0: no label map under "
+                           f"{self.root} could be read")
+        return available, reason
 
     @property
     def metadata_files(self) -> list[Path]:
@@ -76,8 +94,12 @@ class FilesDataset(GriddedDataset):
         return matches[0] if matches else self.root / pattern.replace("{id}", subject_id)
 
     def _evaluated_labels(self) -> dict[int, str]:
-        """The block's ``labels``, else those its ``labels_file`` names."""
+        """The block's ``labels``, else those its ``labels_file`` names; with ``labels: found``,
+        every value the subjects' label maps hold."""
         settings = self.settings
+        if settings.labels == "found":
+            return found_labels([sources.labels for _, sources in sorted(self._sources.items())],
+                                self.root, self.cache.folder / FOUND_RECORD)
         if settings.labels is not None:
             return settings.labels
         if settings.labels_file is None:
@@ -100,6 +122,7 @@ class NeuriteOasisDataset(FilesDataset):
     kind = "neurite-oasis"
     version = "1"
     Options = NeuriteOasisOptions
+    aligned_by_default = True  # to FreeSurfer's Talairach space, by the collection's authors
     source = ("neurite-oasis.v1.0.tar (6.6 GB) from "
               "http://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/, extracted into the root "
               "(github.com/adalca/medical-datasets, neurite-oasis.md)")

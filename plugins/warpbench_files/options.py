@@ -75,9 +75,12 @@ class GridOptions(DatasetOptions):
     mask_labels: bool = False
     """Also set the labels outside the mask to background (by default a mask changes only the
     image, so every labelled structure is still scored)."""
-    pre_aligned: bool = False
-    """The subjects are already affinely aligned in a common space (methods may skip their affine
-    stage)."""
+    label_geometry: Literal["own", "image"] = "own"
+    """Where the label map and mask lie: `own`, where their files' affines put them (brought onto
+    the image's grid in world coordinates); `image`, on the image's voxels, taking the image's
+    affine, for collections whose label files carry no usable geometry of their own (Analyze
+    atlases written without voxel sizes). With `image` a label map or mask whose shape is not the
+    image's fails its subject, naming both files."""
     cache_dir: Annotated[Path, must_be("a path")] = Path("results/cache/datasets")
     """Where preprocessed subjects are cached, relative to the folder of datasets.yaml."""
 
@@ -90,13 +93,20 @@ class FilesOptions(GridOptions):
     absolute)."""
     files: Patterns
     """The patterns of the image, labels and optional mask files."""
-    labels: LabelNames | None = None
-    """{value: name} of the evaluated labels."""
+    labels: Annotated[LabelNames | Literal["found"],
+                      must_be("a mapping of positive label values to names, or 'found'")] | None = (
+        None)
+    """{value: name} of the evaluated labels, or `found`: every value above 0 in any subject's
+    label map, named `label_<value>` (for a collection whose label table is not known; the values
+    each file holds are remembered beside the cache, so the files are read once)."""
     labels_file: Annotated[str, Field(min_length=1), must_be("a file path")] | None = None
     """A FreeSurfer colour table (`value name R G B A` per line) under root naming the evaluated
     labels: every value above 0 in it. Used when `labels` is not given."""
     limit: Annotated[Count, must_be("a positive integer")] | None = None
     """Only the first N subjects (in id order), for quick runs."""
+    obtain: Annotated[str, Field(min_length=1), must_be("a sentence")] | None = None
+    """Where and how the data is obtained, told with the reason while the root is missing
+    (`warpbench datasets` lists the dataset as unavailable)."""
 
 
 class NeuriteOasisOptions(FilesOptions):
@@ -112,8 +122,6 @@ class NeuriteOasisOptions(FilesOptions):
     grid: Annotated[tuple[Count, Count, Count], must_be("3 positive integers")] | None = (
         160, 192, 224)
     """The shape (default: the collection's own, 160x192x224)."""
-    pre_aligned: bool = True
-    """The collection is affinely aligned to FreeSurfer's Talairach space (default: true)."""
 
 
 class TrainPairs(Settings):

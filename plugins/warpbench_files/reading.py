@@ -3,8 +3,9 @@ Analyze 7.5 (``.hdr/.img``, gzipped too, including the ``.hdr`` + ``.img.gz`` mi
 collections ship and nibabel does not pair by itself).
 
 Every failure (missing, truncated, garbled, not 3-D) is a :class:`SubjectFileError` whose message
-starts with the file's path, so the user knows which file to fix; the data is read at once, so a
-truncated file fails here and not later inside the resampling.
+starts with the file's path (and, for half of an Analyze pair, names the other half too), so the
+user knows which file to fix; the data is read at once, so a truncated file fails here and not
+later inside the resampling.
 """
 
 from __future__ import annotations
@@ -63,12 +64,20 @@ def read_volume(path: Path, what: str, dtype=None) -> nib.Nifti1Image:
     stored), with its affine. ``what`` says what the file is for (``"labels of subject 7"``)."""
     if not path.is_file():
         raise SubjectFileError(f"{path}: no such file (the {what})")
+    stem = pair_stem(path)
+    if stem is not None and path.name.endswith((".hdr", ".hdr.gz")):
+        data_files = [path.with_name(stem + ending) for ending in (".img", ".img.gz")]
+        if not any(p.is_file() for p in data_files):  # a header whose data is missing
+            raise SubjectFileError(
+                f"{data_files[0]}: no such file (the data of {path}, the {what})")
     try:
         image = open_image(path)
         data = np.asarray(image.dataobj, dtype=dtype)
     except Exception as exc:  # nibabel, gzip and numpy each raise their own kinds
+        others = [str(p) for p in source_files(path) if p != path]
+        halves = f" (its pair: {', '.join(others)})" if others else ""
         raise SubjectFileError(
-            f"{path}: cannot read the {what}: {type(exc).__name__}: {exc}") from exc
+            f"{path}: cannot read the {what}: {type(exc).__name__}: {exc}{halves}") from exc
     while data.ndim > 3 and data.shape[-1] == 1:  # (X, Y, Z, 1): one volume of a series
         data = data[..., 0]
     if data.ndim != 3:

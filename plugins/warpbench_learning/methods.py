@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from warpbench import LearningMethod
+from warpbench import Grid, LearningMethod
 from warpbench.spatial import as_tensor
 from warpbench.training import TrainingJob
 from warpbench_learning import training
@@ -133,8 +133,10 @@ class NetworkMethod(LearningMethod):
     def train(self, job: TrainingJob) -> Path:
         return training.train(job, self, self.resolve(job.params))
 
-    def register(self, fixed, moving, params, device, *, weights: Path):
-        """Predict the velocity, refine it on the pair when the preset says so, integrate it."""
+    def register(self, fixed, moving, params, device, *, weights: Path, grid: Grid = Grid()):
+        """Predict the velocity, refine it on the pair when the preset says so, integrate it.
+        The network reads the two images alone, in voxels, as it was trained: ``grid`` is not
+        used."""
         settings = self.resolve(params)
         trained = json.dumps(self.trained_params(settings), sort_keys=True)
         weights = Path(weights)

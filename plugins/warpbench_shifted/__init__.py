@@ -12,9 +12,9 @@ under controlled acquisition changes.
 The derived dataset keeps its source's subjects, splits, pairs and label maps; only the images
 change (:mod:`warpbench_shifted.shifts`: contrast inversion or gamma, bias field, noise, blur,
 anisotropic resampling and back, through TorchIO), the same on every load for a given subject
-and seed. Its labels are the source's, so a network trained on the source is evaluated on it
-(:mod:`warpbench.compatibility`) as the shifted, not in-domain, case
-(:mod:`warpbench_shifted.dataset`).
+and seed. Its labels are the source's, so a network trained on the source is evaluated on it on
+its own label protocol, and (its domain being its own name unless the block says otherwise) as
+the shifted, not in-domain, case (:mod:`warpbench.compatibility`, :mod:`warpbench_shifted.dataset`).
 """
 
 from __future__ import annotations

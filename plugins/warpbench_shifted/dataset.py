@@ -98,6 +98,12 @@ class ShiftedDataset(Dataset):
     def pairs(self, split: str = "test") -> list[Pair]:
         return self.source.pairs(split)
 
+    @property
+    def pre_aligned(self) -> bool:
+        """The block's ``pre_aligned``, else the source's: a shift changes no subject's pose."""
+        stated = self.settings.pre_aligned
+        return self.source.pre_aligned if stated is None else stated
+
     def availability(self) -> tuple[bool, str]:
         available, reason = self.source.availability()
         if available:

@@ -38,7 +38,7 @@ def render(db_path: str) -> None:
             f"None of the {len(summary)} configurations in the store was trained (every run's "
             "training dataset is empty).",
             "A learning method trains on each of a suite's `train_on` datasets and every network "
-            "is evaluated on each compatible dataset (`warpbench run --suite learning`, or "
+            "is evaluated on every dataset of the suite (`warpbench run --suite learning`, or "
             "`--suite hippocampus-shift` for the real hippocampus under acquisition changes); "
             "the heat map of mean Dice (training dataset x test dataset) for each learning "
             "method appears here once such runs are in the store."))
@@ -52,9 +52,14 @@ def render(db_path: str) -> None:
                 index=classical.index(study.CLASSICAL) if study.CLASSICAL in classical else 0)
         if choice:
             method, _, preset = choice.partition(":")
+            other_labels = tables.other_label_cells(summary, method, preset)
             st.plotly_chart(figures.domain_heatmap_figure(
-                tables.domain_matrix(summary, method, preset, reference), title=choice),
-                key="shift_heatmap")
+                tables.domain_matrix(summary, method, preset, reference), title=choice,
+                other_labels=other_labels), key="shift_heatmap")
+            if other_labels:
+                st.caption("† scored on the test dataset's own labels, another label protocol "
+                           "than the network was trained on (the study's OASIS -> Klein "
+                           "matrix): Dice over structures the network never saw labelled.")
 
     _boxes(summary, pairs)
 

@@ -44,7 +44,9 @@ def datasets(config: str, db: str, no_mi: bool) -> int:
     """Show each dataset's availability, subjects, pairs and MI.
 
     For each dataset of datasets.yaml: available or why not, its subjects per split, test pairs,
-    labels, and the mutual information of intensity and label, MI(i;s), cached in the store."""
+    labels, whether it is pre-aligned (else the classical presets start from an affine), its
+    domain where it names another block's, and the mutual information of intensity and label,
+    MI(i;s), cached in the store."""
     from warpbench.config import build_dataset, load_config
     from warpbench.datasets import DatasetConfigError
     from warpbench.scheduler import describe_dataset
@@ -66,7 +68,9 @@ def datasets(config: str, db: str, no_mi: bool) -> int:
             continue
         counts = ", ".join(f"{s} {len(dataset.subjects(s))}" for s in ("train", "val", "test"))
         line = (f"{name}: {dataset.kind}, {len(dataset.all_subjects())} subjects ({counts}), "
-                f"{len(dataset.pairs('test'))} test pairs, {len(dataset.labels)} labels")
+                f"{len(dataset.pairs('test'))} test pairs, {len(dataset.labels)} labels, "
+                + ("pre-aligned" if dataset.pre_aligned else "not pre-aligned")
+                + (f", domain {dataset.domain}" if dataset.domain != name else ""))
         if not no_mi:
             row = stored.get(dataset.fingerprint())
             if row is None:
@@ -134,12 +138,10 @@ def _prepare(*, db, config, suite, method, dataset, train_on, device, executor, 
         click.echo(f"skipping method {name}: {reason}", err=True)
     for name, reason in plan.unavailable.items():
         click.echo(f"skipping dataset {name}: {reason}", err=True)
-    for (source, target), reason in plan.skipped.items():
-        if source == target:
-            click.echo(f"not training on {source}: {reason}", err=True)
-        else:
-            click.echo(f"not evaluating networks trained on {source} on {target}: {reason}",
-                       err=True)
+    for (source, _), reason in plan.skipped.items():
+        click.echo(f"not training on {source}: {reason}", err=True)
+    for (source, target), note in plan.other_labels.items():
+        click.echo(f"networks trained on {source}, tested on {target}: {note}", err=True)
     scheduler = Scheduler(registry, Store(db), chosen_executor, seed=seed, time_limit=time_limit,
                           restart=restart, progress=not quiet)
     return plan, scheduler
@@ -224,11 +226,9 @@ LEADERBOARD_FORMAT = {
 # New fields go at the end: scripts read these columns by position.
 LEADERBOARD_FIELDS = ["method", "preset", "family", "dataset", "pairs", "failed", "dice",
                       "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb",
-                      "supervision", "train_dataset", "in_domain"]
+                      "supervision", "train_dataset", "in_domain", "same_labels", "pre_aligned"]
 #: How the table marks a configuration with failed pairs (ranked apart, after the others).
 INCOMPLETE_MARK = "(unranked)"
-#: How the table marks a learning method's test dataset against its training dataset.
-DOMAIN_MARKS = {True: "in-domain", False: "shifted"}
 
 
 @click.command(epilog=examples("warpbench leaderboard",
@@ -242,7 +242,9 @@ def leaderboard(db: str, table_format: str) -> int:
     One row per configuration's latest complete run, with its mean scores. A configuration with
     failed pairs is ranked apart: after the others on its dataset, marked in the table, its scores
     over the pairs it scored. A learning method's row says what it was trained on and whether the
-    dataset it was tested on is that one (in-domain) or another (shifted)."""
+    dataset it was tested on is of that one's source (in-domain) or another (shifted), and
+    whether it was scored on another label protocol than it was trained on (other labels)."""
+    from warpbench.compatibility import test_condition
     from warpbench.store import Store
 
     table = Store(db).leaderboard()[LEADERBOARD_FIELDS]
@@ -256,8 +258,10 @@ def leaderboard(db: str, table_format: str) -> int:
                    f"warpbench run --suite default --db {db}")
     else:
         shown = table.drop(columns="supervision")  # the preset says it
-        shown["in_domain"] = shown["in_domain"].map(DOMAIN_MARKS).fillna("-")
+        shown["in_domain"] = [test_condition(d, s) or "-"
+                              for d, s in zip(shown["in_domain"], shown.pop("same_labels"))]
         shown["train_dataset"] = shown["train_dataset"].fillna("-")
+        shown["pre_aligned"] = shown["pre_aligned"].map({True: "yes", False: "no"}).fillna("-")
         shown = shown.rename(columns={"train_dataset": "trained_on", "in_domain": "domain"})
         for column, fmt in LEADERBOARD_FORMAT.items():
             shown[column] = shown[column].map(

@@ -8,7 +8,22 @@ import json
 import click
 
 from warpbench.cli.shared import (CommandLineError, config_option, db_option, examples,
-                                  interruptible, load_registry, quiet_option)
+                                  executor_errors, executor_options, interruptible,
+                                  load_registry, make_executor, quiet_option)
+
+
+def _executor_options(command):
+    """``run``'s and ``train``'s executor options, with their default, the pool. It fits tuning:
+    a trial registers its pairs through ``executor.evaluate`` as a run does, the tuner takes the
+    results in pair order whatever order the workers finish them in (so the pruner, and a seed's
+    trials, are the same on one worker or many), a pruned trial closes the results (the pool
+    stops its workers), and only validation pairs are sent (checked before any is). A worker
+    also survives what a trial's odd parameters may do to a method (hang, crash, run out of
+    memory): the pair fails, the tuning goes on. In-process plugins need --executor inprocess,
+    as for ``run``."""
+    for option in reversed(executor_options):
+        command = option(command)
+    return command
 
 
 @click.command(epilog=examples(
@@ -36,14 +51,12 @@ from warpbench.cli.shared import (CommandLineError, config_option, db_option, ex
                                       "infeasible")
 @click.option("--time-limit", type=float, metavar="SECONDS",
               help="seconds per pair before it counts as failed (default: the suite's)")
-@click.option("--device", help="torch device (default: cuda when present, else cpu)")
-@click.option("--executor", default="inprocess", show_default=True,
-              help="how the trials' pairs are run (plugins register executors)")
+@_executor_options
 @db_option
 @config_option
 @quiet_option
 def tune(method, dataset, suite, trials, budget_seconds, seed, pairs, max_folding, time_limit,
-         device, executor, db, config, quiet) -> int:
+         device, executor, workers, memory_limit, address, db, config, quiet) -> int:
     """Tune methods on validation pairs with one budget each; store the best as tuned@DATASET.
 
     Optuna's TPE sampler, seeded, searches the method's declared search space; the objective is
@@ -79,9 +92,8 @@ def tune(method, dataset, suite, trials, budget_seconds, seed, pairs, max_foldin
         if name not in registry.methods:
             known = ", ".join(sorted(registry.methods)) or "none"
             raise CommandLineError(f"no method {name!r} is registered (registered: {known})")
-    if executor not in registry.executors:
-        raise CommandLineError(f"no executor {executor!r} "
-                               f"(registered: {', '.join(registry.executors)})")
+    chosen_executor = make_executor(registry, executor, device=device, workers=workers,
+                                    address=address, memory_limit_mb=memory_limit)
     seed = seed if seed is not None else (chosen.seed if chosen else 0)
     time_limit = time_limit or (chosen.time_limit if chosen else None)
 
@@ -118,13 +130,12 @@ def tune(method, dataset, suite, trials, budget_seconds, seed, pairs, max_foldin
         datasets.append(built)
 
     store = Store(db)
-    tuner = Tuner(registry, store, registry.executors[executor](device=device), seed=seed,
-                  time_limit=time_limit, max_folding=max_folding, progress=not quiet,
-                  config=loaded)
+    tuner = Tuner(registry, store, chosen_executor, seed=seed, time_limit=time_limit,
+                  max_folding=max_folding, progress=not quiet, config=loaded)
     click.echo(f"{len(tunable) * len(datasets)} tunings of {budget} each, validation pairs only, "
                f"seed {seed}, device {tuner.executor.describe()}, store {db}", err=True)
     outcomes = []
-    with interruptible():
+    with interruptible(), executor_errors():
         for data in datasets:
             for name in tunable:
                 try:

@@ -4,8 +4,10 @@ A run's rows share its run_id, which is a random UUID made when the run began, s
 run_id in two files is the same run (a copy, or a later state of it), never a clash. A source is
 a store this code did not write: it is read through :mod:`warpbench.store.sources` (base tables of
 this schema only, nothing of it executed), and a source that tells a run of the output otherwise
-is refused (:mod:`warpbench.store.conflicts`). A source older than this code's schema is read as
-it stands; a newer one is refused.
+is refused (:mod:`warpbench.store.conflicts`). A tuning's key is a hash of what decides its
+trials, so the same key in two files is the same tuning, merged as a run is: each keeps its most
+advanced state. A source older than this code's schema is read as it stands (before version 2 it
+has no trainings, before version 5 no tunings); a newer one is refused.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from pathlib import Path
 import duckdb
 
 from warpbench.store import locks, schema
-from warpbench.store.conflicts import first_conflict
+from warpbench.store.conflicts import (FINISHED, TRIAL_START_COLUMNS, TUNING_PROGRESS_COLUMNS,
+                                       first_conflict)
 from warpbench.store.connection import StoreFile, transaction
 from warpbench.store.errors import StoreFileError
-from warpbench.store.migrations import fill_in_domain
-from warpbench.store.sources import ROW_KEYS, RUN_SOURCES_TABLE, Source
+from warpbench.store.migrations import fill_stated_columns
+from warpbench.store.sources import ROW_KEYS, RUN_SOURCES_TABLE, Source, schema_columns
 from warpbench.store.weights import bring_weights, export_weights, read_manifest
 
 #: The tables a source's rows are staged from, in the order they are merged.
 _MERGED_TABLES = (*schema.RESULT_TABLES, "run_sources")
+#: The tables an export writes only when the store holds a row of the first: a store of
+#: classical runs exports as it did before trainings, one never tuned as before tunings.
+_EXPORTED_WHEN_USED = (schema.TRAINING_TABLES, schema.TUNING_TABLES)
 
 
 class Exchange(StoreFile):
@@ -48,10 +54,10 @@ class Exchange(StoreFile):
 
     def export_tables(self, folder: str | Path, fmt: str = "parquet") -> list[Path]:
         """Write each results table to ``folder/<table>.<fmt>``, ``fmt`` being ``parquet`` or
-        ``csv`` (with a header row): ``run_sources`` when the store has one, and the training
-        tables when it holds a training (a store of classical runs exports as it always did),
-        with the complete trainings' weights files and their digests
-        (:mod:`warpbench.store.weights`)."""
+        ``csv`` (with a header row): ``run_sources`` when the store has one, the training tables
+        when it holds a training, with the complete trainings' weights files and their digests
+        (:mod:`warpbench.store.weights`), and the tuning tables when it holds a tuning (a store
+        of classical runs exports as it always did)."""
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown export format {fmt!r}; expected parquet or csv")
         self.check_file()
@@ -63,15 +69,17 @@ class Exchange(StoreFile):
         with self._connect(read_only=True, sealed=False) as con:
             present = schema.table_names(con)
             tables = [t for t in (*schema.REQUIRED_TABLES, "run_sources") if t in present]
-            trained = "trainings" in present and con.execute(
-                "SELECT count(*) FROM trainings").fetchone()[0]
-            if trained:
-                tables += schema.TRAINING_TABLES
+            used = {group[0]: group[0] in present and con.execute(
+                        f"SELECT count(*) FROM {group[0]}").fetchone()[0] > 0
+                    for group in _EXPORTED_WHEN_USED}
+            for group in _EXPORTED_WHEN_USED:
+                if used[group[0]]:
+                    tables += [t for t in group if t in present]
             for table in tables:
                 path = folder / f"{table}.{fmt}"
                 con.execute(f"COPY {table} TO {_sql_string(path)} ({options})")
                 written.append(path)
-            if trained:
+            if used["trainings"]:
                 written += export_weights(con, folder)
         return written
 
@@ -81,7 +89,9 @@ class Exchange(StoreFile):
         :meth:`export_tables` wrote (so results kept as files in a repository resume a run on a
         machine that never had its store). Rows are the same when their keys (``ROW_KEYS``)
         match, so merging a file twice, or two files holding one run, adds each row once; a run
-        found in several files keeps its most advanced state (a complete run stays complete).
+        found in several files keeps its most advanced state (a complete run stays complete), and
+        so does a tuning (the one that finished more trials) and each of its trials (finished
+        rather than running or interrupted), so an exported tuning resumes anywhere.
         Every run's provenance columns are kept as they were; ``run_sources`` also records which
         file each run was merged from (and keeps the sources' own records).
 
@@ -127,8 +137,9 @@ class Exchange(StoreFile):
 
     def _merge_files(self, sources: list[tuple[Path, Path]]) -> dict[str, int]:
         """Merge each (name to record, store file) of ``sources``, all in one transaction."""
-        # Counts in the order they were always reported (scripts may read it), training last.
-        added = dict.fromkeys([*schema.REQUIRED_TABLES, "run_sources", *schema.TRAINING_TABLES], 0)
+        # Counts in the order they were always reported (scripts may read it), new tables last.
+        added = dict.fromkeys([*schema.REQUIRED_TABLES, "run_sources", *schema.TRAINING_TABLES,
+                               *schema.TUNING_TABLES], 0)
         with self._connect(read_only=False) as con:
             con.execute(RUN_SOURCES_TABLE)
             aliases: list[str] = []
@@ -150,15 +161,16 @@ class Exchange(StoreFile):
     def _merge_one(self, con, source: Source, added: dict[str, int]) -> None:
         """Stage the source's tables as ``incoming_<table>``, refuse it on a conflict, then add
         its missing rows and its runs' progress."""
-        staged = [t for t in _MERGED_TABLES if source.has(t)]  # version 1 has no trainings
+        # version 1 has no trainings, a version before 5 no tunings
+        staged = [t for t in _MERGED_TABLES if source.has(t)]
         for table in staged:
             con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_{table} AS {source.select(table)}")
         conflict = first_conflict(con, staged)
         if conflict:
             raise StoreFileError(
                 f"{source.name}: refused, it contradicts {self.path} on {conflict}; nothing "
-                f"of {source.name} was merged (a run id names one run: keep the store that "
-                "holds its right state and leave the other out)")
+                f"of {source.name} was merged (a run id names one run, a tuning key one "
+                "tuning: keep the store that holds its right state and leave the other out)")
         self._add_missing(con, str(source.name.resolve()), staged, added)
         for table in staged:  # the next source may lack one
             con.execute(f"DROP TABLE incoming_{table}")
@@ -191,13 +203,34 @@ class Exchange(StoreFile):
                    WHERE trainings.training_key = s.training_key AND s.ended_at IS NOT NULL
                      AND trainings.status <> 'complete'
                      AND (trainings.ended_at IS NULL OR s.ended_at > trainings.ended_at)""")
+        if "tunings" in staged:  # a tuning that finished more trials there, or as many and is
+            # complete there only, takes that state (its trials come below)
+            con.execute(
+                f"""UPDATE tunings SET {_assign(TUNING_PROGRESS_COLUMNS)}
+                    FROM incoming_tunings s WHERE tunings.tuning_key = s.tuning_key
+                      AND (coalesce(s.used_trials, 0) > coalesce(tunings.used_trials, 0)
+                           OR (s.used_trials IS NOT DISTINCT FROM tunings.used_trials
+                               AND s.status = 'complete' AND tunings.status <> 'complete'))""")
+        if "tuning_trials" in staged:  # a trial unfinished here that the source finished
+            ended = [c for c in schema_columns()["tuning_trials"]
+                     if c not in (*ROW_KEYS["tuning_trials"], *TRIAL_START_COLUMNS)]
+            con.execute(
+                f"""UPDATE tuning_trials SET {_assign(ended)}
+                    FROM incoming_tuning_trials s
+                    WHERE tuning_trials.tuning_key = s.tuning_key AND tuning_trials.trial = s.trial
+                      AND tuning_trials.state NOT IN {FINISHED} AND s.state IN {FINISHED}""")
         insert_missing("run_sources", f"""
             SELECT run_id, {_sql_string(name)} AS source,
                    (now() AT TIME ZONE 'UTC')::TIMESTAMP AS merged_at
             FROM incoming_runs""")
         for table in staged:
             insert_missing(table, f"SELECT * FROM incoming_{table}")
-        fill_in_domain(con)  # for runs of a source that predates it
+        fill_stated_columns(con)  # for runs of a source that predates them
+
+
+def _assign(columns) -> str:
+    """SQL: set each of ``columns`` to the source row ``s``'s value."""
+    return ", ".join(f"{c} = s.{c}" for c in columns)
 
 
 def _vet_file(file: Path, name: Path) -> None:
@@ -214,7 +247,11 @@ def _vet_file(file: Path, name: Path) -> None:
         con.close()
 
 
-_EXPORT_READERS = {".parquet": "read_parquet({})", ".csv": "read_csv({}, header = true)"}
+#: How an export folder's files are read. DuckDB's CSV writer quotes an empty string ("") and
+#: leaves NULL empty; the reader is told to keep the two apart, or an empty string (an in-process
+#: plugin's version) would come back NULL and a store and its export would tell one row otherwise.
+_EXPORT_READERS = {".parquet": "read_parquet({})",
+                   ".csv": "read_csv({}, header = true, allow_quoted_nulls = false)"}
 
 
 def _exported_tables(folder: Path) -> dict[str, Path]:

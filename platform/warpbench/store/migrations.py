@@ -126,5 +126,30 @@ def _add_tunings(con) -> None:
         con.execute(schema.TABLES[table])
 
 
+def fill_same_labels(con) -> None:
+    """Version 6: a trained run says whether it was scored on the label protocol its network was
+    trained on. Before version 6 a network was evaluated only where the label names agreed, so a
+    trained run stored without it was. Also applied to rows that come from elsewhere."""
+    con.execute("UPDATE runs SET same_labels = true "
+                "WHERE train_dataset IS NOT NULL AND same_labels IS NULL")
+
+
+def fill_stated_columns(con) -> None:
+    """Every run column the store states itself for rows stored without it (a bulk append, a
+    merged source of an older version): ``in_domain`` and ``same_labels``."""
+    fill_in_domain(con)
+    fill_same_labels(con)
+
+
+def _add_run_conditions(con) -> None:
+    """Version 6: a run records whether its network is scored on the label protocol it was
+    trained on (``same_labels``) and whether its dataset declared itself affinely pre-aligned
+    (``pre_aligned``, unknown for older runs)."""
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS same_labels BOOLEAN")
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS pre_aligned BOOLEAN")
+    fill_same_labels(con)
+
+
 #: The step that brings a store to each version from the one before; released steps never change.
-STEPS = {2: _add_trainings, 3: fill_in_domain, 4: _unique_keys, 5: _add_tunings}
+STEPS = {2: _add_trainings, 3: fill_in_domain, 4: _unique_keys, 5: _add_tunings,
+         6: _add_run_conditions}

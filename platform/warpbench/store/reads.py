@@ -19,7 +19,7 @@ from warpbench.store.connection import StoreFile
 LEADERBOARD_COLUMNS = [
     "method", "preset", "family", "supervision", "dataset", "train_dataset", "pairs", "failed",
     "dice", "dice_std", "hd95", "sdlogj", "folding_percent", "seconds", "peak_memory_mb", "run_id",
-    "in_domain",
+    "in_domain", "same_labels", "pre_aligned",
 ]
 
 # Each run's columns beside its pairs' aggregates; :meth:`Reads.leaderboard` keeps the
@@ -63,8 +63,9 @@ class Reads(StoreFile):
     def leaderboard(self) -> pd.DataFrame:
         """One row per configuration's latest complete run, with its aggregate scores (those with
         failed pairs after the others on their dataset) and whether
-        a trained run was tested on its training dataset (``in_domain``, as stored with the run;
-        None for a method that is not trained)."""
+        a trained run was tested in its training domain (``in_domain``) and on the label protocol
+        it was trained on (``same_labels``), as stored with the run (None for a method that is
+        not trained), and whether the dataset declared itself pre-aligned (``pre_aligned``)."""
         board = self._read(_LEADERBOARD_SQL, columns=LEADERBOARD_COLUMNS)
         return _stated_in_domain(board.reindex(columns=LEADERBOARD_COLUMNS))
 
@@ -185,18 +186,30 @@ class Reads(StoreFile):
         )
 
 
+#: The run columns that state a condition of the test, read as nullable booleans (NA: unknown,
+#: or not trained) whatever the file holds, so a store reads alike before and after an upgrade.
+_CONDITION_COLUMNS = ("in_domain", "same_labels", "pre_aligned")
+
+
 def _stated_in_domain(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``in_domain`` stated for every trained run: an older store that no write
-    has upgraded yet may lack it (a bulk-appended row), and a read cannot upgrade the file, so it
-    states it as the upgrade will, through the same function; a store reads the same before and
-    after its upgrade."""
-    if frame.empty or not {"in_domain", "train_dataset", "dataset"} <= set(frame.columns):
-        return frame
-    missing = frame["in_domain"].isna() & frame["train_dataset"].notna()
-    if not missing.any():
+    """``frame`` with ``in_domain`` and ``same_labels`` stated for every trained run: an older
+    store that no write has upgraded yet may lack them (a bulk-appended row, a file older than
+    the column), and a read cannot upgrade the file, so it states them as the upgrade will
+    (:mod:`warpbench.store.migrations`); a store reads the same before and after its upgrade."""
+    if not {"in_domain", "train_dataset", "dataset"} <= set(frame.columns):
         return frame
     frame = frame.copy()
-    trained = frame.loc[missing]
-    frame.loc[missing, "in_domain"] = [in_domain(train, dataset) for train, dataset
-                                       in zip(trained["train_dataset"], trained["dataset"])]
+    for column in _CONDITION_COLUMNS:
+        if column not in frame:  # where the upgrade adds it: at the end of the runs columns
+            at = frame.columns.get_loc("status") + 1 if "status" in frame else len(frame.columns)
+            frame.insert(at + _CONDITION_COLUMNS.index(column) - 1, column, pd.NA)
+        frame[column] = frame[column].astype("boolean")
+    trained = frame["train_dataset"].notna()
+    missing = frame["in_domain"].isna() & trained
+    if missing.any():
+        rows = frame.loc[missing]
+        frame.loc[missing, "in_domain"] = [in_domain(train, dataset) for train, dataset
+                                           in zip(rows["train_dataset"], rows["dataset"])]
+    # before schema 6 a network was tested only where the label names agreed
+    frame.loc[frame["same_labels"].isna() & trained, "same_labels"] = True
     return frame

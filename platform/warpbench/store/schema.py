@@ -6,7 +6,7 @@ A new file gets them as written here; an older file is brought to them by the st
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The columns no two rows of a result table share (its primary key): a result is stored once,
 #: whoever writes it twice (two processes on one run, a bulk append, a merge).
@@ -73,7 +73,9 @@ TABLES = {
     seed INTEGER,
 {_ENVIRONMENT_COLUMNS}    started_at TIMESTAMP,
     ended_at TIMESTAMP,
-    status VARCHAR NOT NULL
+    status VARCHAR NOT NULL,
+    same_labels BOOLEAN,
+    pre_aligned BOOLEAN
 )""",
     "pairs": f"""CREATE TABLE IF NOT EXISTS pairs (
     run_id VARCHAR NOT NULL,
@@ -199,31 +201,37 @@ TABLES = {
 )""",
 }
 
-#: The views every read goes through: a pair's newest attempt, a configuration's newest complete
-#: run, a dataset's newest description, and each tuned preset (method, tuned@DATASET) as the
-#: newest complete tuning of it defines it.
+#: The views every read goes through: a pair's newest attempt, each tuned preset (method,
+#: tuned@DATASET) as the newest complete tuning of it defines it, a configuration's newest
+#: complete run (a run of a tuned preset only while it has the parameters that define the preset
+#: now: a newer tuning that found others makes it a past configuration, as a dataset's newer
+#: description does its runs; one whose preset no tuning in the store defines stays), and a
+#: dataset's newest description.
 VIEWS = """
 CREATE OR REPLACE VIEW latest_pairs AS
     SELECT * FROM pairs
     QUALIFY row_number() OVER (PARTITION BY run_id, fixed, moving ORDER BY attempt DESC) = 1;
+CREATE OR REPLACE VIEW tuned_presets AS
+    SELECT * FROM tunings WHERE status = 'complete' AND best_params IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY method, preset ORDER BY ended_at DESC) = 1;
 CREATE OR REPLACE VIEW latest_runs AS
-    SELECT * FROM runs WHERE status = 'complete'
+    SELECT * FROM runs r WHERE status = 'complete'
+        AND NOT EXISTS (SELECT 1 FROM tuned_presets p WHERE p.method = r.method
+                        AND p.preset = r.preset AND p.best_params <> r.params)
     QUALIFY row_number() OVER (PARTITION BY config_key ORDER BY started_at DESC) = 1;
 CREATE OR REPLACE VIEW latest_datasets AS
     SELECT * FROM datasets
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY computed_at DESC) = 1;
-CREATE OR REPLACE VIEW tuned_presets AS
-    SELECT * FROM tunings WHERE status = 'complete' AND best_params IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY method, preset ORDER BY ended_at DESC) = 1;
 """
 
 #: The tables every warpbench store has, and those that arrived with schema version 2.
 REQUIRED_TABLES = ("runs", "pairs", "labels", "datasets")
 TRAINING_TABLES = ("trainings", "training_curves")
-#: The tables that hold results, in the order they are merged and exported.
-RESULT_TABLES = REQUIRED_TABLES + TRAINING_TABLES
 #: The tables of tunings (schema version 5), in the order they are written.
 TUNING_TABLES = ("tunings", "tuning_trials", "tuning_pairs")
+#: The tables that hold results, in the order they are merged and exported (a store older than
+#: the training or the tuning tables has none of them: they are optional in a source).
+RESULT_TABLES = REQUIRED_TABLES + TRAINING_TABLES + TUNING_TABLES
 
 
 def create(con) -> None:

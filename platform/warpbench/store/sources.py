@@ -8,7 +8,7 @@ table must be a base table there, whose columns have the schema's names and type
 may lack a column the schema lets be NULL; it reads as NULL), and only those columns of those
 tables are read; any other object is ignored. Its values are then checked as this code would have
 stored them: nothing NULL that the schema requires, a mean Dice on every ok pair, one row per run,
-pair attempt, label and dataset.
+pair attempt, label, dataset, training and its curve point, tuning, trial and trial's pair.
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ ROW_KEYS = {
     "pairs": ("run_id", "fixed", "moving", "attempt"),
     "labels": ("run_id", "fixed", "moving", "attempt", "label"),
     "datasets": ("dataset", "fingerprint"),
+    **{table: schema.KEYS[table] for table in schema.TUNING_TABLES},
     "run_sources": ("run_id", "source"),
 }
 #: Tables whose key a source may hold once only: a second row of a pair would be a second score,
-#: a second row of a training a second set of weights (and the output stores each key once).
-_UNIQUE_TABLES = ("runs", "pairs", "labels", "datasets", "trainings", "training_curves")
+#: a second row of a training a second set of weights, of a tuning's trial a second outcome of it
+#: (and the output stores each key once).
+_UNIQUE_TABLES = ("runs", "pairs", "labels", "datasets", "trainings", "training_curves",
+                  *schema.TUNING_TABLES)
 
 
 @functools.cache
@@ -158,7 +161,8 @@ class Source:
         lacks = "" if "mean_dice" in self.columns["pairs"] else " (the table has no such column)"
         self._refuse_rows("pairs", "status = 'ok' AND mean_dice IS NULL",
                           f"are ok but have no mean_dice{lacks}")
-        for table in (t for t in _UNIQUE_TABLES if self.has(t)):  # version 1 has no trainings
+        # version 1 has no trainings, a version before 5 no tunings
+        for table in (t for t in _UNIQUE_TABLES if self.has(t)):
             keys = ", ".join(ROW_KEYS[table])
             row = self.con.execute(
                 f"SELECT {keys}, count(*) FROM ({self.select(table)}) GROUP BY ALL "

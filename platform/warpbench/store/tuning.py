@@ -6,18 +6,18 @@ an interruption loses at most the pair in flight, and the next ``warpbench tune`
 finished trials are taken as they are, and the unfinished one goes on from its stored pairs.
 The view ``tuned_presets`` names each method's ``tuned@DATASET`` preset: the best parameters of
 the newest complete tuning, stored in full (``best_params``), so a tuned run is reproducible from
-the store alone.
+the store alone. The tables travel as every results table does: ``warpbench export`` writes them
+and ``warpbench merge`` brings them into another store, where the tuning resumes
+(:mod:`warpbench.store.exchange`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from warpbench.store.connection import StoreFile
-from warpbench.store.schema import TUNING_TABLES
 from warpbench.store.writes import _insert, _now
 
 #: A trial's states once it has ended (the others: running, interrupted).
@@ -158,37 +158,3 @@ class Tunings(StoreFile):
                            "string_agg(state, ',' ORDER BY tuning_key, trial) AS states "
                            "FROM tuning_trials", table="tuning_trials")
         return tuple(str(v) for v in found.iloc[0]) if not found.empty else ()
-
-    # --- files ---------------------------------------------------------------------------------
-    def export_tuning_tables(self, folder: str | Path) -> list[Path]:
-        """Write the tuning tables as Parquet files ``folder/<table>.parquet`` (for a store that
-        travels in git, as ``benchmarks/measured/tuning/`` does); returns the files."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for table in TUNING_TABLES:
-            frame = self._read(f"SELECT * FROM {table} ORDER BY ALL", table=table)
-            path = folder / f"{table}.parquet"
-            partial = path.with_suffix(".parquet.partial")
-            frame.to_parquet(partial, index=False)
-            partial.replace(path)  # a reader never sees half a file
-            written.append(path)
-        return written
-
-    def import_tuning_tables(self, folder: str | Path) -> dict[str, int]:
-        """Add the rows of ``folder/<table>.parquet`` (as :meth:`export_tuning_tables` wrote
-        them) that this store lacks, in one transaction; a row it holds already is kept as it is.
-        Returns the rows added per table."""
-        folder = Path(folder)
-        added = {}
-        with self._write() as con:
-            for table in TUNING_TABLES:
-                path = folder / f"{table}.parquet"
-                if not path.exists():
-                    continue
-                before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?) "
-                            "ON CONFLICT DO NOTHING", [str(path)])
-                after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-                added[table] = after - before
-        return added

@@ -19,7 +19,7 @@ import pandas as pd
 
 from warpbench.store.connection import StoreFile
 from warpbench.store.errors import AlreadyStored
-from warpbench.store.migrations import fill_in_domain
+from warpbench.store.migrations import fill_stated_columns
 
 #: The tables :meth:`Writes.append_frame` takes rows for.
 APPENDABLE_TABLES = ("runs", "pairs", "labels", "datasets")
@@ -166,7 +166,7 @@ class Writes(StoreFile):
     def append_frame(self, table: str, frame: pd.DataFrame) -> int:
         """Append the rows of ``frame`` to ``runs``, ``pairs``, ``labels`` or ``datasets`` in one
         transaction, matching columns by name (missing ones are NULL, except a trained run's
-        ``in_domain``, which is filled in); returns the row count. For bulk imports and
+        ``in_domain`` and ``same_labels``, which are filled in); returns the row count. For bulk imports and
         benchmarks: one statement instead of a round trip per row. A row whose key is stored
         already (or comes twice) refuses the whole append (``duckdb.ConstraintException``)."""
         if table not in APPENDABLE_TABLES:
@@ -175,7 +175,7 @@ class Writes(StoreFile):
             con.register("incoming_frame", frame)
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_frame")
             if table == "runs":
-                fill_in_domain(con)
+                fill_stated_columns(con)
         return len(frame)
 
 

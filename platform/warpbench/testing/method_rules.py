@@ -59,6 +59,13 @@ METHOD_RULES = RuleBook()
 method_rule = METHOD_RULES.rule
 
 
+def check_grid():
+    """The grid the kit's pairs are on: 1 mm voxels, pre-aligned (the pair differs by a shift)."""
+    from warpbench.methods import Grid
+
+    return Grid((1.0, 1.0, 1.0), pre_aligned=True)
+
+
 def smooth_image(shape=CHECK_SHAPE, offset=(0.0, 0.0, 0.0), seed: int = 3) -> np.ndarray:
     """A smooth, non-periodic float32 image filling the grid: a sum of Gaussian blobs of 2.5 to
     4 voxels, evaluated at ``x - offset`` so a shifted copy is exact (no interpolation)."""
@@ -190,6 +197,9 @@ class MethodProbe:
             extra = {"weights": self.weights()} if self.learning else {}
         except Exception as exc:
             return Call(error=exc)
+        from warpbench.methods import grid_keyword
+
+        extra.update(grid_keyword(self.method.register, check_grid()))
         torch.manual_seed(self.seed)
         return Call.measure(
             lambda: self.method.register(fixed.copy(), moving.copy(), self.params, self.device,
@@ -281,6 +291,20 @@ def rule_trains(probe: MethodProbe) -> str:
     return (f"trained ({budget}{call.seconds:.1f} s, {call.peak_mb:.0f} MB peak) on "
             f"{TRAIN_SPLIT['train']} shifted copies of a {probe.shape} image; weights "
             f"{Path(call.value).name}, {Path(call.value).stat().st_size / 2**20:.1f} MB")
+
+
+@method_rule("takes-grid", "register takes the grid's spacing and alignment (grid=)")
+def rule_takes_grid(probe: MethodProbe) -> str:
+    from warpbench.methods import takes_grid
+
+    _not_for_pair_methods(probe)
+    if not takes_grid(probe.method.register):
+        raise Warned("register takes no `grid` keyword, so it is called without one and cannot "
+                     "know the voxel spacing or whether the data is pre-aligned: add `*, grid: "
+                     "warpbench.Grid = warpbench.Grid()` to its parameters and read "
+                     "grid.spacing (mm per array axis) and grid.pre_aligned")
+    grid = check_grid()
+    return f"given grid=Grid(spacing={grid.spacing}, pre_aligned={grid.pre_aligned})"
 
 
 @method_rule("runs-on-cpu", "register returns on the CPU without raising")
@@ -421,11 +445,14 @@ def rule_batch(probe: MethodProbe) -> str:
     _not_for_pair_methods(probe)
     if probe.learning or type(probe.method).register_batch is Method.register_batch:
         raise Skipped("does not apply: the method registers one pair at a time")
+    from warpbench.methods import grid_keyword
+
     alone = [probe.field(), probe.field("identical")]
     try:
         fields = probe.method.register_batch(
             [(probe.fixed.copy(), probe.moving.copy()), (probe.fixed.copy(), probe.fixed.copy())],
-            probe.params, probe.device)
+            probe.params, probe.device,
+            **grid_keyword(probe.method.register_batch, check_grid()))
     except Exception as exc:
         raise Violation("register_batch raised", "one field per pair",
                         f"{type(exc).__name__}: {exc}") from None
