@@ -28,10 +28,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -48,6 +46,7 @@ from test_spacing_alignment import (  # noqa: E402
     spacing_ignored,
     thick_slices,
 )
+from classical import PairCache  # noqa: E402
 from warpbench.plugins import load_registry  # noqa: E402
 from warpbench.runner import evaluate_pair  # noqa: E402
 
@@ -57,35 +56,6 @@ PARTS = ("misaligned", "anisotropic")
 METHODS = ("greedy", "syn", "demons")
 CASES = {"misaligned": ("aligned, pre-aligned", "aligned", "misaligned"),
          "anisotropic": ("isotropic 1 mm", "native 1x1x3 mm", "spacing ignored")}
-
-
-class Measured:
-    """The registrations of earlier runs, by key, and new ones appended to the file."""
-
-    def __init__(self, path: Path, fresh: bool):
-        self.path, self.entries = path, {}
-        if path.exists() and not fresh:
-            for line in path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError):  # a line cut short by a kill
-                    continue
-
-    def score(self, key: list, run) -> tuple[dict, bool]:
-        """The stored result of ``key``, or ``run()``'s (a PairResult), stored; and whether it
-        was stored already."""
-        text = json.dumps(key, sort_keys=True)
-        if text in self.entries:
-            return self.entries[text]["result"], True
-        result = {k: v for k, v in dataclasses.asdict(run()).items() if k != "displacement"}
-        entry = {"key": text, "result": result, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "load_average": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as out:
-            out.write(json.dumps(entry, default=float) + "\n")
-        self.entries[text] = entry
-        return result, False
 
 
 def cases_of(part: str, pair, datasets):
@@ -119,7 +89,7 @@ def main() -> int:
                 "wide-pre-aligned": hippocampus(ROOT, grid=WIDE_GRID, pre_aligned=True),
                 "pre-aligned": hippocampus(ROOT, pre_aligned=True)}
     pairs = datasets["pre-aligned"].pairs("test")[:args.pairs]
-    measured = Measured(CACHE, args.fresh)
+    measured = PairCache(CACHE, args.fresh)
     device = torch.device("cpu")
     for part in [p for p in args.parts.split(",") if p]:
         names = CASES[part]
@@ -132,16 +102,19 @@ def main() -> int:
             for pair in pairs:
                 row = []
                 for case, dataset, fixed, moving in cases_of(part, pair, datasets):
-                    key = [part, case, name, method.version, params, dataset.name,
-                           list(dataset.grid), dataset.pre_aligned, pair.fixed, pair.moving]
-                    result, _ = measured.score(key, lambda: evaluate_pair(
-                        method, params, dataset, fixed, moving, device))
+                    key = json.dumps([part, case, name, method.version, params, dataset.name,
+                                      list(dataset.grid), dataset.pre_aligned, pair.fixed,
+                                      pair.moving], sort_keys=True)
+                    result = measured.get(key)
+                    if result is None:
+                        result = evaluate_pair(method, params, dataset, fixed, moving, device)
+                        measured.add(key, result)
                     row.append(result)
                 rows.append(row)
                 print(f"  {name:<8} {pair.fixed} {pair.moving}  "
-                      + "  ".join(f"{r['mean_dice']:.4f}" for r in row)
-                      + "   " + " ".join(f"{r['seconds']:.1f}" for r in row), flush=True)
-            table[name] = np.array([[r["mean_dice"] for r in row] for row in rows])
+                      + "  ".join(f"{r.mean_dice:.4f}" for r in row)
+                      + "   " + " ".join(f"{r.seconds:.1f}" for r in row), flush=True)
+            table[name] = np.array([[r.mean_dice for r in row] for row in rows])
         print(f"\n{part}, mean over {len(pairs)} pairs:")
         print(f"  {'method':<8} " + " ".join(f"{n:>22}" for n in names) + f" {'2nd - 1st':>10}"
               f" {'3rd - 2nd':>10}")
