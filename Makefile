@@ -58,8 +58,11 @@ paper: $(VENV)/.installed
 		$(BIN)/warpbench export --db $(PAPER_DB) --out $(PAPER_TABLES) >/dev/null; exit $$status
 	$(BIN)/warpbench study --db $(PAPER_DB)
 
+# The test files spread over the cores (pytest-xdist), a file's tests on one worker so that its
+# module fixtures are built once; TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) results

@@ -40,9 +40,15 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def _interruptible() -> None:
+    """SIGINT as a terminal gives it: a suite started in the background (``make test &``, a
+    pytest-xdist worker) has it ignored, and an ignored SIGINT stays ignored in its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([*WARPBENCH, *args], cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
 
 
 def _finish(process: subprocess.Popen) -> tuple[int, str]:

@@ -67,11 +67,11 @@ class Reads(StoreFile):
         it was trained on (``same_labels``), as stored with the run (None for a method that is
         not trained), and whether the dataset declared itself pre-aligned (``pre_aligned``)."""
         board = self._read(_LEADERBOARD_SQL, columns=LEADERBOARD_COLUMNS)
-        return _stated_in_domain(board.reindex(columns=LEADERBOARD_COLUMNS))
+        return _with_run_conditions(board.reindex(columns=LEADERBOARD_COLUMNS))
 
     def runs(self) -> pd.DataFrame:
         """Every run with its provenance and its pair counts, newest first."""
-        return _stated_in_domain(self._read(
+        return _with_run_conditions(self._read(
             """SELECT r.*, count(p.run_id) FILTER (WHERE p.status = 'ok') AS pairs_ok,
                       count(p.run_id) FILTER (WHERE p.status <> 'ok') AS pairs_failed
                FROM runs r LEFT JOIN latest_pairs p USING (run_id)
@@ -191,8 +191,9 @@ class Reads(StoreFile):
 _CONDITION_COLUMNS = ("in_domain", "same_labels", "pre_aligned")
 
 
-def _stated_in_domain(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``in_domain`` and ``same_labels`` stated for every trained run: an older
+def _with_run_conditions(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the run-condition columns (``in_domain``, ``same_labels``, ``pre_aligned``)
+    as nullable booleans, and the first two stated for every trained run: an older
     store that no write has upgraded yet may lack them (a bulk-appended row, a file older than
     the column), and a read cannot upgrade the file, so it states them as the upgrade will
     (:mod:`warpbench.store.migrations`); a store reads the same before and after its upgrade."""
