@@ -2,7 +2,6 @@
 alone, a pair that converges first is frozen while the others go on, and the executor batches
 only where the method says it can, falling back to pairs alone when a batch fails."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,7 +26,8 @@ import numpy as np
 from warpbench.datasets import Dataset, Subject, check_image, check_labels
 from warpbench_files import geometry
 from warpbench_files.cache import SubjectCache
-from warpbench_files.reading import SubjectFileError, open_image, read_volume, source_files
+from warpbench_files.reading import (SubjectFileError, file_stamp, open_image, read_volume,
+                                     source_files)
 
 #: Bump when the preprocessing changes what it makes of the same files and options.
 CACHE_FORMAT = 1
@@ -123,7 +123,7 @@ class GriddedDataset(Dataset):
     @cached_property
     def _fingerprint(self) -> str:
         blob = json.dumps([super().fingerprint(), self._stats,
-                           [_stat(p, self.root) for p in self.metadata_files]], sort_keys=True)
+                           [file_stamp(p, self.root) for p in self.metadata_files]], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @cached_property
@@ -156,11 +156,11 @@ class GriddedDataset(Dataset):
     def _stats(self) -> dict[str, list]:
         """Each subject's source files as (path under root, size, modification time), as seen
         when the dataset first looked."""
-        return {subject_id: [_stat(p, self.root) for p in _files_of(sources)]
+        return {subject_id: [file_stamp(p, self.root) for p in _files_of(sources)]
                 for subject_id, sources in self._sources.items()}
 
     def _check_unchanged(self, subject_id: str, sources: Sources) -> None:
-        now = [_stat(path, self.root) for path in _files_of(sources)]
+        now = [file_stamp(path, self.root) for path in _files_of(sources)]
         changed = [(a or b)[0] for a, b in zip_longest(now, self._stats[subject_id]) if a != b]
         if changed:
             raise SubjectFileError(f"{self.root / changed[0]}: changed since this dataset first "
@@ -215,19 +215,3 @@ def _on_image_voxels(volume: nib.Nifti1Image, image: nib.Nifti1Image, path: Path
 def _files_of(sources: Sources) -> list[Path]:
     volumes = [sources.image, sources.labels] + ([sources.mask] if sources.mask else [])
     return [path for volume in volumes for path in source_files(volume)]
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _stat(path: Path, root: Path) -> list:
-    """[path under root, size, modification time in ns], or sizes of None for a missing file."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return [_relative(path, root), None, None]
-    return [_relative(path, root), info.st_size, info.st_mtime_ns]

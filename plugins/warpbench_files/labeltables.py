@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from warpbench_files.reading import SubjectFileError, read_volume, source_files
+from warpbench_files.reading import (SubjectFileError, file_stamp, read_volume, relative_name,
+                                     source_files)
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,10 @@ def found_labels(label_maps: list[Path], root: Path, record: Path) -> dict[int, 
     known, values = {}, set()
     for path in label_maps:
         files = source_files(path)
-        try:
-            stamp = [[_relative(p, root), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-        except OSError:
+        stamp = [file_stamp(p, root) for p in files]
+        if any(size is None for _, size, _ in stamp):
             continue  # missing: the subject's load says so
-        key = _relative(path, root)
+        key = relative_name(path, root)
         entry = remembered.get(key)
         if isinstance(entry, dict) and entry.get("stamp") == stamp:
             found = entry.get("values", [])
@@ -88,13 +88,6 @@ def _values_in(path: Path) -> list[int] | None:
             return None
         data = data.astype(np.int64)
     return [int(v) for v in np.unique(data)]
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _write_record(record: Path, files: dict) -> None:

@@ -10,6 +10,7 @@ later inside the resampling.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -36,6 +37,25 @@ def source_files(path: Path) -> list[Path]:
         return [path]
     siblings = [path.with_name(stem + ending) for ending in PAIR_ENDINGS]
     return [p for p in siblings if p.exists()] or [path]
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` under ``root`` (POSIX), or whole when it lies elsewhere: how records name files,
+    so that a dataset folder moved whole keeps its records."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def file_stamp(path: Path, root: Path) -> list:
+    """[path under root, size, modification time in ns], sizes None for a missing file: what a
+    record keeps to tell an unchanged file from a rewritten one without reading it."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return [relative_name(path, root), None, None]
+    return [relative_name(path, root), info.st_size, info.st_mtime_ns]
 
 
 def open_image(path: Path):
