@@ -17,7 +17,7 @@ measurement in flight (its ``status`` then stays ``running``):
   resident memory on the CPU) and mean Dice over the labels of eval_labels.txt. Only Dice is
   scored (not HD95), so scoring stays a small part of the step. Each method's first call is
   recorded apart (``first_call``: CUDA's start-up is in it).
-- ``learning``: per network (voxelmorph, lkunet; untrained, as speed does not depend on the
+- ``learning``: per network (voxelmorph, lkunet, transmorph; untrained, as speed does not depend on the
   weights) with and without mixed precision: training steps per second (``default`` preset, batch
   1, after two warm-up steps; benchmarks/learning.py's ``train_steps_per_second``) on the
   hippocampus dataset (48x64x48) and on the brain (two deformed copies as training subjects), and
@@ -81,7 +81,7 @@ CUDA_TESTS = ("tests/test_classical.py", "tests/test_syn.py", "tests/test_demons
               "tests/test_batching.py")
 #: In this order, so that a part cut short has the default presets first.
 CLASSICAL = (("syn", "default"), ("greedy", "default"), ("syn", "fast"), ("greedy", "fast"))
-NETWORKS = ("voxelmorph", "lkunet")
+NETWORKS = ("voxelmorph", "lkunet", "transmorph")
 #: (batch sizes, pairs registered alone, timed training steps) at full size and with --smallest.
 FULL = ((1, 2, 4, 8), 2, 20)
 SMALLEST = ((1, 2), 1, 2)

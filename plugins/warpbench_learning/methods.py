@@ -99,6 +99,8 @@ def make_presets(network: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "labels-long": {**labels, "steps": 4 * labels["steps"]},
         "io": {**default, "io_steps": 50},
         "labels-augment": {**labels, "augment": AUGMENTATION},
+        # An hour of the clock (6,000 steps at most): what 2 CPU cores train in one sitting.
+        "labels-60min": {**labels, "steps": 4 * labels["steps"], "minutes": 60},
     }
 
 
