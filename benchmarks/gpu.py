@@ -17,8 +17,8 @@ measurement in flight (its ``status`` then stays ``running``):
   resident memory on the CPU) and mean Dice over the labels of eval_labels.txt. Only Dice is
   scored (not HD95), so scoring stays a small part of the step. Each method's first call is
   recorded apart (``first_call``: CUDA's start-up is in it).
-- ``learning``: per network (voxelmorph, lkunet, transmorph; untrained, as speed does not depend on the
-  weights) with and without mixed precision: training steps per second (``default`` preset, batch
+- ``learning``: per network (voxelmorph, lkunet, transmorph; untrained, as speed does not depend
+  on the weights) with and without mixed precision: training steps per second (``default`` preset, batch
   1, after two warm-up steps; benchmarks/learning.py's ``train_steps_per_second``) on the
   hippocampus dataset (48x64x48) and on the brain (two deformed copies as training subjects), and
   inference (benchmarks/learning.py's ``registration_figures``): ms per hippocampus pair (median
