@@ -18,9 +18,9 @@ measurement in flight (its ``status`` then stays ``running``):
   scored (not HD95), so scoring stays a small part of the step. Each method's first call is
   recorded apart (``first_call``: CUDA's start-up is in it).
 - ``learning``: per network (voxelmorph, lkunet, transmorph; untrained, as speed does not depend
-  on the weights) with and without mixed precision: training steps per second (``default`` preset, batch
-  1, after two warm-up steps; benchmarks/learning.py's ``train_steps_per_second``) on the
-  hippocampus dataset (48x64x48) and on the brain (two deformed copies as training subjects), and
+  on the weights) with and without mixed precision: training steps per second (``default``
+  preset, batch 1, after two warm-up steps; benchmarks/learning.py's ``train_steps_per_second``)
+  on the hippocampus dataset (48x64x48) and on the brain (two deformed copies as training subjects), and
   inference (benchmarks/learning.py's ``registration_figures``): ms per hippocampus pair (median
   of five after a warm-up) and one registration of the brain onto itself with its peak memory.
   Without mixed precision means ``warpbench_learning.training.autocast_for`` replaced by no
