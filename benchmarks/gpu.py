@@ -20,9 +20,10 @@ measurement in flight (its ``status`` then stays ``running``):
 - ``learning``: per network (voxelmorph, lkunet, transmorph; untrained, as speed does not depend
   on the weights) with and without mixed precision: training steps per second (``default``
   preset, batch 1, after two warm-up steps; benchmarks/learning.py's ``train_steps_per_second``)
-  on the hippocampus dataset (48x64x48) and on the brain (two deformed copies as training subjects), and
-  inference (benchmarks/learning.py's ``registration_figures``): ms per hippocampus pair (median
-  of five after a warm-up) and one registration of the brain onto itself with its peak memory.
+  on the hippocampus dataset (48x64x48) and on the brain (two deformed copies as training
+  subjects), and inference (benchmarks/learning.py's ``registration_figures``): ms per
+  hippocampus pair (median of five after a warm-up) and one registration of the brain onto
+  itself with its peak memory.
   Without mixed precision means ``warpbench_learning.training.autocast_for`` replaced by no
   autocast for the measurement; ``precision`` records what autocast_for gives (bfloat16 or float16
   on CUDA, float32 elsewhere).
