@@ -69,6 +69,37 @@ def test_the_leaderboard_shows_the_newest_complete_run_of_each_configuration(tmp
     assert store.leaderboard()["dice"].tolist() == [0.8]
 
 
+def test_a_method_version_since_replaced_leaves_the_leaderboard_and_the_study(tmp_path):
+    """After a method's version changes, its preset's newest run is the result: one row per name,
+    and the study pairs each network with one classical run, not with every version's."""
+    from warpbench import study
+
+    store = Store(tmp_path / "s.duckdb")
+    runs = [("syn", "2", "classical", None, 0.70), ("syn", "3", "classical", None, 0.75),
+            ("syn", "3", "classical", 1, 0.6),  # another seed is another result
+            ("net", "1", "learning", "d", 0.65)]
+    for method, version, family, other, dice in runs:
+        provenance = {**PROVENANCE, "method": method, "method_version": version,
+                      "family": family, "supervision": "labels"}
+        if family == "learning":
+            provenance.update(train_dataset=other, in_domain=True)
+        elif other is not None:
+            provenance["seed"] = other
+        state = store.begin_run(f"{method}-{version}-{other}", provenance)
+        for fixed in "abc":
+            store.record_pair(state.run_id, 1, ok(fixed, "z", dice + 0.01 * "abc".index(fixed)))
+        store.end_run(state.run_id, "complete")
+        time.sleep(0.01)
+    board = store.leaderboard().sort_values(["method", "dice"])
+    assert board[["method", "dice"]].round(3).values.tolist() == [
+        ["net", 0.66], ["syn", 0.61], ["syn", 0.76]]
+    assert len(store.pair_scores()) == 9
+    scores = study.pair_scores(board[board["dice"] != 0.61], store.pair_scores())
+    margins = study.in_domain_margins(scores, "labels", classical="syn:default")
+    assert margins[["pairs", "classical"]].values.tolist() == [[3, pytest.approx(0.76)]]
+    assert len(store.runs()) == 4  # the replaced version's run stays in the store
+
+
 WRITER = """
 from test_store import PROVENANCE, ok
 from warpbench.store import Store

@@ -3,7 +3,8 @@ leaderboard app's analyses need. Every read opens the file read-only; a table co
 DataFrame (empty, with its columns where it has fixed ones, for a missing file).
 
 ``latest_runs`` picks the newest complete run of each configuration; the leaderboard shows those
-on each dataset's newest description (a run on data that has since changed stays in the store).
+on each dataset's newest description and of each method's newest version run (a run on data that
+has since changed, or of a method version since replaced, stays in the store).
 On each dataset it lists the configurations whose every pair scored first, best mean Dice first,
 then those with failed pairs (their scores are over the scored pairs only): ranked apart.
 """
@@ -24,11 +25,20 @@ LEADERBOARD_COLUMNS = [
 
 # Each run's columns beside its pairs' aggregates; :meth:`Reads.leaderboard` keeps the
 # leaderboard's columns, so a store older than a run column reads with that column empty.
-#: The latest complete runs on each dataset's newest description: a run on data that has since
-#: changed (a new fingerprint) stays in the store, but is no longer the dataset's result.
-_CURRENT_RUNS = """(SELECT * FROM latest_runs WHERE dataset_fingerprint IS NULL
+#: The latest complete runs on each dataset's newest description and of each method's newest
+#: version: a run on data that has since changed (a new fingerprint), or of a method version
+#: that a later run of the same preset on the same data and seed replaced, stays in the store
+#: but is no longer the result (else the leaderboard would show two rows of one name, and the
+#: study would pair both with every network).
+_CURRENT_RUNS = """(SELECT * FROM latest_runs r WHERE (dataset_fingerprint IS NULL
     OR (dataset, dataset_fingerprint) IN (SELECT (dataset, fingerprint) FROM latest_datasets)
-    OR dataset NOT IN (SELECT dataset FROM latest_datasets))"""
+    OR dataset NOT IN (SELECT dataset FROM latest_datasets))
+    AND NOT EXISTS (SELECT 1 FROM latest_runs q WHERE q.method = r.method
+        AND q.preset = r.preset AND q.dataset = r.dataset
+        AND q.train_dataset IS NOT DISTINCT FROM r.train_dataset
+        AND q.seed IS NOT DISTINCT FROM r.seed
+        AND q.method_version IS DISTINCT FROM r.method_version
+        AND q.started_at > r.started_at))"""
 
 _LEADERBOARD_SQL = f"""
 SELECT r.*, s.* EXCLUDE (run_id)
