@@ -93,12 +93,12 @@ def main(argv=None) -> int:
     if args.no_test:
         return 0
 
-    preset = tuned_preset_name(args.dataset)
+    presets = [p for p in ("literature", "default") if p in registry.methods[args.method].presets]
+    presets.append(tuned_preset_name(args.dataset))
     # In this process, as the trials were, so that the seconds compare.
     status = warpbench(["run", "--quiet", "--executor", "inprocess", "--db", args.db,
-                        "--config", args.config,
-                        "--dataset", args.dataset, "--method", f"{args.method}:literature",
-                        "--method", args.method, "--method", f"{args.method}:{preset}"])
+                        "--config", args.config, "--dataset", args.dataset,
+                        *[a for p in presets for a in ("--method", f"{args.method}:{p}")]])
     save(store, out)
     (out / "summary.md").write_text(summary(store, out / "timing.json"))
     print((out / "summary.md").read_text())

@@ -111,6 +111,14 @@ class TunableLearner(ToyLearner):
     tuning_budget = {"steps": 3}
 
 
+class WeightedLearner(TunableLearner):
+    """A tunable learner whose search space leaves the training budget alone."""
+
+    name = "toy-weighted-learner"
+    presets = {"default": {"steps": 5, "weight": 1.0}}
+    search_space = {"weight": FloatRange(0.5, 2.0)}
+
+
 class PeekingLearner(TunableLearner):
     """A learner that loads a test subject while it trains (getting its id round the guard)."""
 
@@ -128,7 +136,7 @@ class Plugin:
     @hookimpl
     def register_methods(self, register):
         for method in (self.tunable, self.steps, FixedMethod(), self.learner, PeekingLearner(),
-                       self.offset):
+                       WeightedLearner(), self.offset):
             register(method)
 
     @hookimpl
@@ -340,6 +348,15 @@ def test_a_learning_method_caps_every_trials_training_and_counts_its_seconds(toy
     assert {d for d, _ in toy.learner.trained} == {"toy-a"}  # trained on toy-a's train split
 
 
+def test_a_learning_methods_tuned_preset_trains_under_the_default_budget_not_the_cap(toy):
+    registry, tune = tuner("wb.duckdb")
+    outcome = tune.tune("toy-weighted-learner", dataset(registry), Budget(trials=3), pairs=2)
+    store = Store("wb.duckdb")
+    assert {json.loads(p)["steps"] for p in store.tuning_trials()["params"]} == {3}
+    best = json.loads(store.tuned_presets()["best_params"][0])
+    assert best == outcome.best_params == {"steps": 5, **outcome.best_sampled}
+
+
 # --- the command, the tuned preset, the suite ---------------------------------------------------
 def test_the_tuned_preset_is_a_preset_run_names_and_its_run_is_reproducible_from_the_store(
         toy, capsys, monkeypatch):
@@ -399,7 +416,7 @@ def test_tune_suite_gives_every_tunable_method_the_same_budget(toy, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["tune", "toy-fixed", "--dataset", "toy-a"],
      "error: method 'toy-fixed' declares no search space, so it cannot be tuned (tunable: "
-     "ants-syn, demons, fireants-greedy, fireants-syn, greedy, syn, toy-peeking-learner, "),
+     "ants-syn, demons, fireants-greedy, fireants-syn, greedy, lkunet, syn, toy-peeking-learner, "),
     (["tune", "toy-tunable", "--dataset", "toy-no-val"],
      "error: dataset 'toy-no-val' has 0 validation subject(s): tuning registers only validation "
      "pairs"),

@@ -24,7 +24,8 @@ The protocol, the same for every method:
   the test split (:class:`ValidationOnly`); a breach raises :class:`SplitLeak`.
 
 The best feasible trial becomes the preset ``tuned@DATASET`` (:func:`add_tuned_presets` gives it
-to the methods of a registry, as ``warpbench run`` does), whose test-split run is an ordinary run.
+to the methods of a registry, as ``warpbench run`` does), whose test-split run is an ordinary run;
+a learning method's tuned preset trains under its default's budget, not the trials' cap.
 """
 
 from __future__ import annotations
@@ -394,7 +395,7 @@ class Tuner:
                 row = self._trial(method, guarded, pairs, key, number, finished,
                                   stored_pairs.get(number, []))
                 finished.append(row)
-                self._update(outcome, finished)
+                self._update(outcome, method, finished)
                 bar.update(1 if budget.trials is not None else row["seconds_spent"])
                 if outcome.best_value is not None:
                     bar.set_postfix(best=f"{outcome.best_value:.3f}")
@@ -405,7 +406,7 @@ class Tuner:
             raise
         finally:
             bar.close()
-        self._update(outcome, finished)
+        self._update(outcome, method, finished)
         self.store.end_tuning(key, "complete")
         return outcome
 
@@ -462,7 +463,7 @@ class Tuner:
         self.store.end_trial(key, number, state, scores, used_trials=len(with_this),
                              used_seconds=_seconds(with_this),
                              best=best and {"trial": best["trial"], "value": best["value"],
-                                            "params": best["params"]})
+                                            "params": tuned_params(method, best)})
         return row
 
     def _study(self, space, finished: list[dict]):
@@ -500,7 +501,7 @@ class Tuner:
                     and (r["folding_percent"] or 0.0) <= self.max_folding]
         return max(feasible, key=lambda r: (r["value"], -r["trial"]), default=None)
 
-    def _update(self, outcome: TuningOutcome, rows: list[dict]) -> None:
+    def _update(self, outcome: TuningOutcome, method: Method, rows: list[dict]) -> None:
         outcome.trials = len(rows)
         outcome.seconds = _seconds(rows)
         outcome.states = {s: sum(r["state"] == s for r in rows)
@@ -508,8 +509,18 @@ class Tuner:
         best = self._best(rows)
         if best is not None:
             outcome.best_trial, outcome.best_value = best["trial"], best["value"]
-            outcome.best_params = json.loads(best["params"])
+            outcome.best_params = json.loads(tuned_params(method, best))
             outcome.best_sampled = json.loads(best["sampled"])
+
+
+def tuned_params(method: Method, trial: dict) -> str:
+    """The tuned preset a best ``trial`` defines, as JSON: the parameters it ran with; for a
+    learning method, the default preset with the trial's sampled values, so its training budget
+    is the default's, not the cap each trial trained under (the cap bounds what tuning spends;
+    the tuned network is compared with the default at the same budget)."""
+    if isinstance(method, LearningMethod):
+        return _json({**method.presets["default"], **json.loads(trial["sampled"])})
+    return trial["params"]
 
 
 def _json(values: dict) -> str:

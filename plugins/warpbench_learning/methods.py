@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from warpbench import Grid, LearningMethod
+from warpbench.search_space import Choice, FloatRange
 from warpbench.spatial import as_tensor
 from warpbench.training import TrainingJob
 from warpbench_learning import training
@@ -88,6 +89,17 @@ TRAINING = {
     "io_learning_rate": 0.1,  # voxels of velocity per Adam step
 }
 
+#: What ``warpbench tune`` searches for every network: the optimiser's step, the smoothness
+#: weight and the local NCC window; the rest keeps ``default``'s values. Each trial trains at
+#: most TUNING_BUDGET (a fifth of ``default``'s steps), so 30 trials cost about six default
+#: trainings; the tuned preset then trains under ``default``'s budget.
+SEARCH_SPACE = {
+    "learning_rate": FloatRange(1e-4, 1e-2, log=True),
+    "smoothness_weight": FloatRange(0.1, 10.0, log=True),
+    "lncc_window": Choice(5, 7, 9),
+}
+TUNING_BUDGET = {"steps": 300}
+
 
 def make_presets(network: dict[str, Any]) -> dict[str, dict[str, Any]]:
     default = {**TRAINING, **network}
@@ -125,6 +137,8 @@ class NetworkMethod(LearningMethod):
     architecture: ClassVar[str]
     supervision = "none"
     test_time_keys = TEST_TIME_KEYS  # `io` shares `default`'s training
+    search_space = SEARCH_SPACE
+    tuning_budget = TUNING_BUDGET
 
     def trained_params(self, settings) -> dict[str, Any]:
         """What decides the weights, recorded with them: every setting but the test-time ones,
