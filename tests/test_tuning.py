@@ -119,6 +119,21 @@ class WeightedLearner(TunableLearner):
     search_space = {"weight": FloatRange(0.5, 2.0)}
 
 
+class ShiftingLearner(TunableLearner):
+    """A tunable learner whose field is toy-tunable's (its ``shift`` parameter along axis 0), so
+    its trials score apart as toy-tunable's do."""
+
+    name = "toy-shifting-learner"
+    presets = {"default": {"steps": 1, "shift": 0.0}}
+    search_space = {"shift": FloatRange(-2.0, 2.0)}
+    tuning_budget = {"steps": 1}
+
+    def register(self, fixed, moving, params, device, *, weights):
+        field = torch.zeros((3, *fixed.shape), device=device)
+        field[0] = params["shift"]
+        return field
+
+
 class PeekingLearner(TunableLearner):
     """A learner that loads a test subject while it trains (getting its id round the guard)."""
 
@@ -136,7 +151,7 @@ class Plugin:
     @hookimpl
     def register_methods(self, register):
         for method in (self.tunable, self.steps, FixedMethod(), self.learner, PeekingLearner(),
-                       WeightedLearner(), self.offset):
+                       WeightedLearner(), ShiftingLearner(), self.offset):
             register(method)
 
     @hookimpl
@@ -259,6 +274,18 @@ def test_a_trial_whose_first_pairs_are_clearly_worse_is_pruned(toy, monkeypatch)
     assert (complete["pairs_scored"] == 4).all()
     # What was pruned scored below what the tuning kept as its best.
     assert pruned["value"].max() < Store("wb.duckdb").tunings()["best_value"][0]
+
+
+def test_a_learning_methods_trial_is_never_pruned_since_its_training_is_already_paid(
+        toy, monkeypatch):
+    monkeypatch.setattr(tuning, "PRUNE_STARTUP_TRIALS", 2)
+    monkeypatch.setattr(tuning, "PRUNE_WARMUP_PAIRS", 1)
+    registry, tune = tuner("wb.duckdb")
+    tune.tune("toy-shifting-learner", dataset(registry), Budget(trials=8), pairs=4)
+    trials = Store("wb.duckdb").tuning_trials()
+    assert set(trials["state"]) == {"complete"} and (trials["pairs_scored"] == 4).all()
+    assert trials["value"].nunique() > 1  # the trials scored apart
+    assert Store("wb.duckdb").tunings()["pruner"][0].startswith("none")
 
 
 def test_a_budget_in_seconds_stops_once_spent_and_records_what_was_used(toy):

@@ -15,7 +15,9 @@ The protocol, the same for every method:
   is infeasible (Optuna's constraint) and never becomes the tuned preset;
 - the pairs are taken in one fixed order (whatever order an executor's workers finish them in),
   and a pruner (Optuna's PercentilePruner) stops a trial whose running mean after its early
-  pairs is in the worst quarter of the trials before;
+  pairs is in the worst quarter of the trials before (not a learning method's trial: its cost,
+  the training, is spent before its first pair, so stopping it saves nothing and loses a
+  trained candidate);
 - the budget is a number of trials or of registration seconds (a learning method's training
   seconds count too, its training capped by ``LearningMethod.tuning_budget``), the same for every
   method of one ``warpbench tune --suite`` call; what each used is stored;
@@ -309,9 +311,15 @@ def tuning_key(method: Method, dataset: Dataset, seed: int, pairs: list[Pair],
         [method.name, method.version, method.presets["default"],
          search_space.describe(method.search_space), getattr(method, "tuning_budget", {}),
          dataset.name, dataset.fingerprint(), [(p.fixed, p.moving) for p in pairs], seed,
-         OBJECTIVE, max_folding],
+         OBJECTIVE, max_folding, *([] if prunes(method) else ["never pruned"])],
         sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def prunes(method: Method) -> bool:
+    """Whether a tuning stops ``method``'s trials on their early pairs: not a learning
+    method's, whose trial has paid for its training before its first pair."""
+    return not isinstance(method, LearningMethod)
 
 
 def trial_seed(seed: int, trial: int) -> int:
@@ -373,8 +381,10 @@ class Tuner:
             "objective": OBJECTIVE, "max_folding": self.max_folding,
             "sampler": f"optuna TPESampler (seeded per trial from seed {self.seed}, "
                        f"{STARTUP_TRIALS} random startup trials)",
-            "pruner": f"optuna PercentilePruner ({PRUNE_PERCENTILE:g}th percentile, after "
-                      f"{PRUNE_STARTUP_TRIALS} trials and {PRUNE_WARMUP_PAIRS} pairs)",
+            "pruner": (f"optuna PercentilePruner ({PRUNE_PERCENTILE:g}th percentile, after "
+                       f"{PRUNE_STARTUP_TRIALS} trials and {PRUNE_WARMUP_PAIRS} pairs)"
+                       if prunes(method) else "none (a trial's training is spent before its "
+                       "first pair)"),
             "optuna_version": optuna.__version__, **environment(self.executor.device),
         }
 
@@ -433,6 +443,7 @@ class Tuner:
         scored = {(p["fixed"], p["moving"]) for p in done}
         todo = [p for p in pairs if (p.fixed, p.moving) not in scored]
         positions = {(p.fixed, p.moving): i for i, p in enumerate(pairs)}
+        prunable = prunes(method)
 
         def on_pair(result) -> bool:
             self.store.record_tuning_pair(key, number, positions[(result.fixed, result.moving)],
@@ -440,9 +451,10 @@ class Tuner:
             done.append(_row(result))
             step = len(done) - 1
             asked.report(trial_scores(done)["value"] or 0.0, step)
-            return len(done) < len(pairs) and asked.should_prune()
+            return prunable and len(done) < len(pairs) and asked.should_prune()
 
-        pruned_already = bool(done) and len(done) < len(pairs) and asked.should_prune()
+        pruned_already = (prunable and bool(done) and len(done) < len(pairs)
+                          and asked.should_prune())
         if pruned_already:
             outcome = TrialOutcome("pruned")
         else:
