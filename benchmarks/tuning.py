@@ -13,9 +13,6 @@ goes, so a sitting that ends early, or a fresh clone, resumes where the last one
 - ``timing.json``: each sitting's wall-clock seconds and the trials it finished;
 - ``summary.md``: literature / default / tuned on the test split and the paired tests.
 
-The first sittings kept the tuning tables alone in ``trials/`` and an export of the runs in
-``runs/``; where there is no ``store/`` yet, the two are merged as one export.
-
     .venv/bin/python benchmarks/tuning.py [--method greedy] [--dataset hippocampus]
         [--trials 30] [--pairs 10] [--db results/tuning/wb.duckdb] [--no-test]
 """
@@ -30,7 +27,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,20 +102,10 @@ def main(argv=None) -> int:
 
 
 def restore(store, out: Path) -> None:
-    """Merge what the earlier sittings kept (``store/``, or the first sittings' ``trials/`` and
-    ``runs/`` as one export) into the working store."""
+    """Merge what the earlier sittings kept (``store/``) into the working store."""
     if (out / "store").is_dir():
         added = store.merge_from([out / "store"])
         print(f"resuming from {out / 'store'}: added {added}", file=sys.stderr)
-        return
-    earlier = [f for folder in ("runs", "trials") for f in sorted((out / folder).glob("*.parquet"))]
-    if not earlier:
-        return
-    with tempfile.TemporaryDirectory(prefix="tuning-export-") as scratch:
-        for file in earlier:
-            shutil.copy(file, Path(scratch) / file.name)
-        added = store.merge_from([scratch])
-    print(f"resuming from {out / 'runs'} and {out / 'trials'}: added {added}", file=sys.stderr)
 
 
 def save(store, out: Path) -> None:
@@ -202,7 +188,9 @@ def summary(store, timing: Path) -> str:
             "Test split (means over the test pairs):", "",
             _markdown(scores[["preset", "pairs", "dice", "hd95", "folding_percent", "sdlogj",
                               "seconds"]]), "",
-            "Paired tests of mean Dice on the test pairs (a - b; Holm over the three):", "",
+            f"Paired tests of mean Dice on the test pairs (a - b; Holm over its {len(tests)} "
+            "rows):",
+            "",
             _markdown(tests[["a", "b", "n", "mean_difference", "t_p_holm",
                              "wilcoxon_p_holm"]]), ""]
     return "\n".join(lines)
