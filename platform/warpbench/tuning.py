@@ -311,6 +311,7 @@ def tuning_key(method: Method, dataset: Dataset, seed: int, pairs: list[Pair],
         [method.name, method.version, method.presets["default"],
          search_space.describe(method.search_space), getattr(method, "tuning_budget", {}),
          dataset.name, dataset.fingerprint(), [(p.fixed, p.moving) for p in pairs], seed,
+         # Named only where it does not prune, so the keys of the pruned tunings stay the same.
          OBJECTIVE, max_folding, *([] if prunes(method) else ["never pruned"])],
         sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -445,17 +446,18 @@ class Tuner:
         positions = {(p.fixed, p.moving): i for i, p in enumerate(pairs)}
         prunable = prunes(method)
 
+        def stop_early() -> bool:
+            return prunable and len(done) < len(pairs) and asked.should_prune()
+
         def on_pair(result) -> bool:
             self.store.record_tuning_pair(key, number, positions[(result.fixed, result.moving)],
                                           result)
             done.append(_row(result))
             step = len(done) - 1
             asked.report(trial_scores(done)["value"] or 0.0, step)
-            return prunable and len(done) < len(pairs) and asked.should_prune()
+            return stop_early()
 
-        pruned_already = (prunable and bool(done) and len(done) < len(pairs)
-                          and asked.should_prune())
-        if pruned_already:
+        if done and stop_early():  # a resumed trial the pruner had already stopped
             outcome = TrialOutcome("pruned")
         else:
             folder = self.checkpoints / "tuning" / key / f"trial-{number}"
