@@ -162,14 +162,15 @@ def summary(store, timing: Path) -> str:
     lines = ["# Equal-budget tuning: literature, default and tuned on the test split", "",
              "Made by `benchmarks/tuning.py` (its docstring says how) from the store that the "
              "export beside this file (`store/`) restores.", ""]
-    tunings = store.tunings().sort_values(["dataset", "method"])
+    tunings = store.tunings().sort_values(["dataset", "method", "started_at"])
     for row in tunings.itertuples():
-        mine = [s for s in sittings if s["method"] == row.method and s["dataset"] == row.dataset]
+        same = tunings[(tunings["method"] == row.method) & (tunings["dataset"] == row.dataset)]
+        mine = _sittings_of(row, same, sittings)
         trials = store.tuning_trials(row.tuning_key)
         states = ", ".join(f"{n} {s}" for s, n in trials["state"].value_counts().items())
         loads = ", ".join(str(s["load_average"][0]) for s in mine)
         lines += [
-            f"## {row.method} on {row.dataset}", "",
+            f"## {row.method} on {row.dataset} (version {row.method_version})", "",
             f"Tuning ({row.status}): {int(row.used_trials)} trials ({states}) on "
             f"{len(json.loads(row.validation_pairs))} validation pairs, seed {int(row.seed)}; "
             f"{row.used_seconds:.0f} s of registration, "
@@ -177,6 +178,12 @@ def summary(store, timing: Path) -> str:
             f"sitting(s) on {mine[-1]['cpus'] if mine else '?'} CPUs (1-minute load average "
             f"at the end of each: {loads or '?'}); best trial {row.best_trial}, validation "
             f"Dice {row.best_value:.4f}.", ""]
+        newest = same.iloc[-1]
+        if newest["tuning_key"] != row.tuning_key:  # its tuned preset is the newer tuning's now
+            lines += [f"Superseded by the tuning of version {newest['method_version']} below, "
+                      "whose presets the test split compares; this one's test-split figures "
+                      "are in this file's git history.", ""]
+            continue
         scores = comparison.scores[(comparison.scores["method"] == row.method)
                                    & (comparison.scores["dataset"] == row.dataset)]
         tests = comparison.tests[(comparison.tests["method"] == row.method)
@@ -194,6 +201,21 @@ def summary(store, timing: Path) -> str:
             _markdown(tests[["a", "b", "n", "mean_difference", "t_p_holm",
                              "wilcoxon_p_holm"]]), ""]
     return "\n".join(lines)
+
+
+def _sittings_of(tuning, same: pd.DataFrame, sittings: list[dict]) -> list[dict]:
+    """The sittings of ``timing.json`` that worked on ``tuning``: those of its method and dataset
+    that finished after it started and before any newer tuning of them (``same``, oldest
+    first) began."""
+    def utc(when):  # the store's timestamps are naive UTC, timing.json's carry their zone
+        when = pd.Timestamp(when)
+        return when.tz_localize("UTC") if when.tzinfo is None else when
+
+    begin = utc(tuning.started_at)
+    end = min((utc(t) for t in same["started_at"] if utc(t) > begin),
+              default=utc(pd.Timestamp.max))
+    return [s for s in sittings if s["method"] == tuning.method
+            and s["dataset"] == tuning.dataset and begin <= utc(s["finished_at"]) < end]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
