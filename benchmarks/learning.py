@@ -17,7 +17,8 @@ CPU and on CUDA when there is one:
 
 The networks are untrained (speed does not depend on the weights)::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/learning.py [--steps 10] [--networks voxelmorph,transmorph:published]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/learning.py [--steps 10] \\
+        [--networks voxelmorph,transmorph:published]
 
 Recipes (``--measure METHOD:PRESET``, repeatable): each trained on the train split of
 ``--dataset`` (default ``hippocampus``) and evaluated on its test pairs through the platform
@@ -225,7 +226,8 @@ def result_row(store: Store, method, preset: str, dataset, args, load: float | N
         "test_pairs": int(run["pairs"]), "mean_dice": round(float(run["dice"]), 4),
         "dice_std": round(float(run["dice_std"]), 4), "hd95_mm": round(float(run["hd95"]), 3),
         "folding_percent": round(float(run["folding_percent"]), 5),
-        "sdlogj": round(float(run["sdlogj"]), 4), "seconds_per_pair": round(float(run["seconds"]), 3),
+        "sdlogj": round(float(run["sdlogj"]), 4),
+        "seconds_per_pair": round(float(run["seconds"]), 3),
         "load_average": load, "threads": torch.get_num_threads(), "host": socket.gethostname(),
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -246,7 +248,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--db", default="results/learning.duckdb")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/measured/learning/hippocampus.jsonl"))
+    parser.add_argument("--out",
+                        default=str(REPO / "benchmarks/measured/learning/hippocampus.jsonl"))
     args = parser.parse_args()
     registry = load_registry()
     if args.measure:
