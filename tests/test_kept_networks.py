@@ -1,10 +1,12 @@
-"""The networks kept with the project (benchmarks/measured/networks/: a store's tables with the
-trainings' weights files) are evaluated by a fresh clone on a new dataset without training: the
-folder merged into an empty store, a run on new hippocampus subjects that trains on the
-hippocampus block finds its network there. Needs ../shared/data (skipped without it)."""
+"""The networks kept with the project (benchmarks/measured/networks/, and the paper suite's tables
+in benchmarks/measured/paper/, each a store's tables with the trainings' weights files) are
+evaluated by a fresh clone on a new dataset without training: the folder merged into an empty
+store, a run on new hippocampus subjects that trains on the hippocampus block finds its network
+there. Needs ../shared/data (skipped without it)."""
 
 import shutil
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -13,14 +15,15 @@ from warpbench.config import build_dataset, load_config
 from warpbench.plugins import load_registry
 from warpbench.store import Store
 
-KEPT = REPO / "benchmarks" / "measured" / "networks"
+MEASURED = REPO / "benchmarks" / "measured"
 #: The configuration whose training the folder keeps (README: "Networks kept with the project").
 KEPT_CONFIGURATION = "voxelmorph:labels-60min"
 NEW_SUBJECTS = 3
 
 
-def test_a_kept_network_is_evaluated_on_new_subjects_with_no_training(tmp_path, hippocampus_root,
-                                                                      capsys):
+@pytest.mark.parametrize("kept", ["networks", "paper"])
+def test_a_kept_network_is_evaluated_on_new_subjects_with_no_training(kept, tmp_path,
+                                                                      hippocampus_root, capsys):
     blocks = yaml.safe_load((REPO / "datasets.yaml").read_text())["datasets"]
     source = build_dataset(load_config(REPO / "datasets.yaml"), "hippocampus",
                            load_registry().dataset_kinds)
@@ -43,7 +46,7 @@ def test_a_kept_network_is_evaluated_on_new_subjects_with_no_training(tmp_path, 
             "split": {"train": 0, "val": 0, "test": 1.0, "seed": 0}, "pairs": {"test": 4}},
     }}))
     db = work / "wb.duckdb"
-    assert main(["merge", str(KEPT), "-o", str(db)]) == 0
+    assert main(["merge", str(MEASURED / kept), "-o", str(db)]) == 0
     capsys.readouterr()
     code = main(["run", "--db", str(db), "--config", str(work / "datasets.yaml"), "--method",
                  KEPT_CONFIGURATION, "--train-on", "hippocampus", "--dataset", "new-hippocampus"])
