@@ -4,6 +4,10 @@
   the pool (1 worker) and through Ray (a local cluster): seconds per pair from the first pair
   handed out to the last one stored (planning, workers starting, every store write), and store
   writes per second (the time spent in ``record_pair`` alone);
+- quick: the ``quick`` suite of ``datasets.yaml`` (what ``warpbench ci`` runs: identity and
+  ``greedy:fast`` on two small synthetic sets) in-process, through the pool (1 worker) and
+  through Ray, each into a fresh store: seconds per pair, and each one's extra seconds per pair
+  over in-process;
 - throughput: ``greedy:fast`` pairs per second on the hippocampus test pairs (else the quick
   synthetic ones) through the pool with 1 and 2 workers on the CPU, and on a machine with GPUs
   with one worker on one GPU against one on every GPU.
@@ -12,7 +16,7 @@ Each figure is appended to ``benchmarks/measured/executors.jsonl`` with the host
 its load when it ran; one already there for this host is not measured again (``--again``), so an
 interrupted run resumes.
 
-    .venv/bin/python benchmarks/executors.py [--only overhead|throughput] [--pairs 1000]
+    .venv/bin/python benchmarks/executors.py [--only overhead|quick|throughput] [--pairs 1000]
         [--executors inprocess,pool,ray] [--throughput-pairs 8] [--again]
 """
 
@@ -72,12 +76,14 @@ class CountedStore(Store):
         self.writes += 1
 
 
-def scheduled(registry, config_path: Path, method: str, dataset: str, chosen, folder: Path):
-    """Run ``method`` on ``dataset`` through ``chosen`` into a fresh store (its dataset row
+def scheduled(registry, config_path: Path, methods: list[str], datasets: list[str], chosen,
+              folder: Path):
+    """Run ``methods`` on ``datasets`` through ``chosen`` into a fresh store (their dataset rows
     written first, so MI is not timed); the wall seconds, the store, and the summary."""
-    plan = make_plan(registry, load_config(config_path), [method], [dataset])
+    plan = make_plan(registry, load_config(config_path), methods, datasets)
     store = CountedStore(folder / f"{time.monotonic_ns()}.duckdb")
-    store.record_dataset(describe_dataset(plan.datasets[dataset]))
+    for dataset in plan.datasets.values():
+        store.record_dataset(describe_dataset(dataset))
     scheduler = Scheduler(registry, store, chosen, progress=False)
     start = time.perf_counter()
     summary = scheduler.run(plan)
@@ -92,13 +98,34 @@ def overhead(registry, folder: Path, names: list[str], pairs: int, done: set) ->
         key = ("overhead", name, pairs)
         if key in done:
             continue
-        wall, store, summary = scheduled(registry, config_path, "identity", "overhead",
+        wall, store, summary = scheduled(registry, config_path, ["identity"], ["overhead"],
                                          executor(name, "cpu", 1 if name == "pool" else None),
                                          folder)
         record({"figure": "overhead", "executor": name, "method": "identity",
                 "pairs": summary.pairs_ok, "failed": summary.pairs_failed, "wall_s": wall,
                 "s_per_pair": wall / pairs,
                 "store_writes_per_s": store.writes / store.write_seconds})
+
+
+def quick_suite(registry, folder: Path, names: list[str], done: set) -> None:
+    """Measured side by side in one sitting, so it is measured again unless every executor's
+    figure is there."""
+    if all(("quick", name) in {key[:2] for key in done} for name in names):
+        return
+    suite = load_config(REPO / "datasets.yaml").suite("quick")
+    per_pair = {}
+    for name in names:
+        chosen = executor(name, "cpu", 1 if name == "pool" else None)
+        wall, _, summary = scheduled(registry, REPO / "datasets.yaml", suite.methods,
+                                     suite.datasets, chosen, folder)
+        pairs = summary.pairs_ok + summary.pairs_failed
+        per_pair[name] = wall / pairs
+        row = {"figure": "quick", "executor": name, "method": ",".join(suite.methods),
+               "dataset": ",".join(suite.datasets), "pairs": summary.pairs_ok,
+               "failed": summary.pairs_failed, "wall_s": wall, "s_per_pair": per_pair[name]}
+        if "inprocess" in per_pair:
+            row["extra_s_per_pair_over_inprocess"] = per_pair[name] - per_pair["inprocess"]
+        record(row)
 
 
 def throughput(registry, folder: Path, pairs: int, done: set) -> None:
@@ -126,7 +153,8 @@ def throughput(registry, folder: Path, pairs: int, done: set) -> None:
         if key in done:
             continue
         chosen = PoolExecutor(device, workers)
-        wall, _, summary = scheduled(registry, trimmed, "greedy:fast", dataset, chosen, folder)
+        wall, _, summary = scheduled(registry, trimmed, ["greedy:fast"], [dataset], chosen,
+                                     folder)
         record({"figure": "throughput", "executor": key[1], "method": "greedy:fast",
                 "dataset": dataset, "pairs": summary.pairs_ok, "failed": summary.pairs_failed,
                 "wall_s": wall, "pairs_per_s": summary.pairs_ok / wall,
@@ -154,7 +182,7 @@ def measured_here() -> set:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["overhead", "throughput"])
+    parser.add_argument("--only", choices=["overhead", "quick", "throughput"])
     parser.add_argument("--pairs", type=int, default=1000, help="identity pairs (overhead)")
     parser.add_argument("--executors", default="inprocess,pool,ray")
     parser.add_argument("--throughput-pairs", type=int, default=8)
@@ -165,6 +193,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "overhead"):
             overhead(registry, Path(folder), args.executors.split(","), args.pairs, done)
+        if args.only in (None, "quick"):
+            quick_suite(registry, Path(folder), args.executors.split(","), done)
         if args.only in (None, "throughput"):
             throughput(registry, Path(folder), args.throughput_pairs, done)
 
