@@ -2,9 +2,13 @@
 in benchmarks/measured/paper/, each a store's tables with the trainings' weights files) are
 evaluated by a fresh clone on a new dataset without training: the folder merged into an empty
 store, a run on new hippocampus subjects that trains on the hippocampus block finds its network
-there. Needs ../shared/data (skipped without it)."""
+there (needs ../shared/data, skipped without it); and the paper suite's folder holds every
+network the other folders keep, so that one merge of it brings them all."""
 
+import json
 import shutil
+
+import pandas as pd
 
 import pytest
 import yaml
@@ -16,6 +20,8 @@ from warpbench.plugins import load_registry
 from warpbench.store import Store
 
 MEASURED = REPO / "benchmarks" / "measured"
+#: Folders that keep trainings of their own measurement; the paper suite's folder carries them too.
+KEPT_ELSEWHERE = ["networks", "hippocampus-shift"]
 #: The configuration whose training the folder keeps (README: "Networks kept with the project").
 KEPT_CONFIGURATION = "voxelmorph:labels-60min"
 NEW_SUBJECTS = 3
@@ -58,3 +64,23 @@ def test_a_kept_network_is_evaluated_on_new_subjects_with_no_training(kept, tmp_
     row = board.loc[(method, preset, "new-hippocampus")]
     assert row["pairs"] == 4 and row["train_dataset"] == "hippocampus" and row["in_domain"]
     assert row["dice"] > 0.6  # the trained network (untrained ones stay near identity, ~0.5)
+
+
+@pytest.mark.parametrize("kept", KEPT_ELSEWHERE)
+def test_the_paper_folder_keeps_every_training_another_folder_keeps(kept):
+    paper = MEASURED / "paper"
+    remedy = (f"merge benchmarks/measured/{kept} into the paper tables: warpbench merge "
+              f"benchmarks/measured/paper benchmarks/measured/{kept} -o S.duckdb, then warpbench "
+              "export --db S.duckdb --out benchmarks/measured/paper")
+    trainings = pd.read_parquet(MEASURED / kept / "trainings.parquet")
+    in_paper = set(pd.read_parquet(paper / "trainings.parquet")["training_key"])
+    missing = set(trainings["training_key"]) - in_paper
+    assert not missing, (
+        f"trainings {sorted(missing)} are not in benchmarks/measured/paper: {remedy}")
+    weights = json.loads((MEASURED / kept / "weights.json").read_text())
+    paper_weights = json.loads((paper / "weights.json").read_text())
+    for key, entry in weights.items():
+        assert paper_weights.get(key, {}).get("sha256") == entry["sha256"], (
+            f"{kept}'s weights of training {key} are missing from or differ in "
+            f"benchmarks/measured/paper: {remedy}")
+        assert (paper / paper_weights[key]["file"]).stat().st_size == entry["bytes"]
