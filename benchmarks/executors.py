@@ -110,7 +110,8 @@ def overhead(registry, folder: Path, names: list[str], pairs: int, done: set) ->
 def quick_suite(registry, folder: Path, names: list[str], done: set) -> None:
     """Measured side by side in one sitting, so it is measured again unless every executor's
     figure is there."""
-    if all(("quick", name) in {key[:2] for key in done} for name in names):
+    measured = {key[:2] for key in done}
+    if all(("quick", name) in measured for name in names):
         return
     suite = load_config(REPO / "datasets.yaml").suite("quick")
     per_pair = {}
