@@ -53,14 +53,15 @@ datasets:
 """
 
 
-def executor(name: str, device: str, workers: int | None = None):
+def executor(name: str):
+    """The executor ``name`` on the CPU, the pool with one worker."""
     if name == "inprocess":
-        return InProcessExecutor(device)
+        return InProcessExecutor("cpu")
     if name == "pool":
-        return PoolExecutor(device, workers)
+        return PoolExecutor("cpu", 1)
     from warpbench.executors import RayExecutor
 
-    return RayExecutor(device)
+    return RayExecutor("cpu")
 
 
 class CountedStore(Store):
@@ -99,8 +100,7 @@ def overhead(registry, folder: Path, names: list[str], pairs: int, done: set) ->
         if key in done:
             continue
         wall, store, summary = scheduled(registry, config_path, ["identity"], ["overhead"],
-                                         executor(name, "cpu", 1 if name == "pool" else None),
-                                         folder)
+                                         executor(name), folder)
         record({"figure": "overhead", "executor": name, "method": "identity",
                 "pairs": summary.pairs_ok, "failed": summary.pairs_failed, "wall_s": wall,
                 "s_per_pair": wall / pairs,
@@ -116,9 +116,8 @@ def quick_suite(registry, folder: Path, names: list[str], done: set) -> None:
     suite = load_config(REPO / "datasets.yaml").suite("quick")
     per_pair = {}
     for name in names:
-        chosen = executor(name, "cpu", 1 if name == "pool" else None)
         wall, _, summary = scheduled(registry, REPO / "datasets.yaml", suite.methods,
-                                     suite.datasets, chosen, folder)
+                                     suite.datasets, executor(name), folder)
         pairs = summary.pairs_ok + summary.pairs_failed
         per_pair[name] = wall / pairs
         row = {"figure": "quick", "executor": name, "method": ",".join(suite.methods),

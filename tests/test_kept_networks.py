@@ -9,7 +9,6 @@ import json
 import shutil
 
 import pandas as pd
-
 import pytest
 import yaml
 
